@@ -1,0 +1,8 @@
+//! Compiles `proto/pika_repl.proto` with protox (pure Rust), so no system `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/pika_repl.proto");
+    let fds = protox::compile(["proto/pika_repl.proto"], ["proto"])?;
+    prost_build::Config::new().compile_fds(fds)?;
+    Ok(())
+}
