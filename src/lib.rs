@@ -1,2 +1,10 @@
 //! pika-relay: a replication proxy between old Pika masters (2.3.x / 3.0.x) and new Pika slaves
 //! (3.1–3.4).
+//!
+//! # Layout
+//! - [`formats`]: pure codecs for every wire and disk format (no I/O).
+//! - [`cli`]: the offline tools behind `pika-relay inspect` and `pika-relay seed-manifest`.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod formats;
