@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //! - [`formats`]: pure codecs for every wire and disk format (no I/O).
+//! - [`pipeline`]: the values passed between stages (old entry → new entry).
 //! - [`cli`]: the offline tools behind `pika-relay inspect` and `pika-relay seed-manifest`.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod formats;
+pub mod pipeline;
