@@ -45,7 +45,9 @@ fn check_binlog(rel: &str) -> usize {
         match &e.body {
             EntryBody::Items(items) => {
                 for it in items {
-                    let row = r.next().unwrap_or_else(|| panic!("{ctx}: more entries than listed"));
+                    let row = r
+                        .next()
+                        .unwrap_or_else(|| panic!("{ctx}: more entries than listed"));
                     assert_eq!((row.c1, row.c2), (Some(e.start), Some(e.end)), "{ctx}");
                     assert_eq!(row.exec_time, Some(it.exec_time as u64), "{ctx}");
                     assert_eq!(row.server_id, Some(it.server_id as u64), "{ctx}");
@@ -58,7 +60,9 @@ fn check_binlog(rel: &str) -> usize {
             }
             EntryBody::Raw(arrays) => {
                 for a in arrays {
-                    let row = r.next().unwrap_or_else(|| panic!("{ctx}: more entries than listed"));
+                    let row = r
+                        .next()
+                        .unwrap_or_else(|| panic!("{ctx}: more entries than listed"));
                     assert_eq!((row.c1, row.c2), (Some(e.start), Some(e.end)), "{ctx}");
                     let info = a.info.expect("16-byte binlog_info");
                     assert_eq!(row.exec_time, Some(info.exec_time as u64), "{ctx}");
@@ -70,16 +74,25 @@ fn check_binlog(rel: &str) -> usize {
                 }
             }
             EntryBody::Padding(len) | EntryBody::Blank(len) => {
-                let row = r.next().unwrap_or_else(|| panic!("{ctx}: more entries than listed"));
+                let row = r
+                    .next()
+                    .unwrap_or_else(|| panic!("{ctx}: more entries than listed"));
                 assert_eq!((row.c1, row.c2), (Some(e.start), Some(e.end)), "{ctx}");
                 assert_eq!(note_len(row), Some(*len), "{ctx}: filler size, row {row:?}");
-                let kind = if matches!(e.body, EntryBody::Padding(_)) { "padding" } else { "blank" };
+                let kind = if matches!(e.body, EntryBody::Padding(_)) {
+                    "padding"
+                } else {
+                    "blank"
+                };
                 assert!(format!("{:?}", row.argv).contains(kind), "{ctx}: {row:?}");
                 checked += 1;
             }
         }
     }
-    assert!(r.next().is_none(), "{rel}: listing has more rows than decoded");
+    assert!(
+        r.next().is_none(),
+        "{rel}: listing has more rows than decoded"
+    );
     assert_eq!(checked, rows.len());
     checked
 }
@@ -105,7 +118,10 @@ fn every_recorded_binlog_file_decodes_as_listed() {
 
 #[test]
 fn recorded_3_0_push_streams_decode_as_listed() {
-    for s in ["04-binlog-push-incremental", "09-binlog-push-after-fullsync"] {
+    for s in [
+        "04-binlog-push-incremental",
+        "09-binlog-push-after-fullsync",
+    ] {
         let rel = format!("pika-3.0.16/streams/{s}.c2s.bin");
         let buf = vectors::read(&rel);
         let rows = vectors::tsv(&format!("pika-3.0.16/streams/{s}.entries.tsv"));
@@ -143,7 +159,10 @@ fn recorded_3_0_push_streams_decode_as_listed() {
 
 #[test]
 fn recorded_2_3_push_streams_decode_as_listed() {
-    for s in ["04-binlog-push-incremental", "09-binlog-push-after-fullsync"] {
+    for s in [
+        "04-binlog-push-incremental",
+        "09-binlog-push-after-fullsync",
+    ] {
         let rel = format!("pika-2.3.6/streams/{s}.c2s.bin");
         let buf = vectors::read(&rel);
         let rows = vectors::tsv(&format!("pika-2.3.6/streams/{s}.entries.tsv"));
@@ -151,7 +170,9 @@ fn recorded_2_3_push_streams_decode_as_listed() {
         let mut r = rows.iter();
         let mut sids = Vec::new();
         while pos < buf.len() {
-            let (msg, used) = old_raw::decode_message(&buf[pos..]).unwrap().expect("complete");
+            let (msg, used) = old_raw::decode_message(&buf[pos..])
+                .unwrap()
+                .expect("complete");
             let row = r.next().expect("listed");
             let ctx = format!("{rel} @{pos}");
             assert_eq!(row.c2, Some(used as u64), "{ctx}: array size");
@@ -177,14 +198,62 @@ fn recorded_2_3_push_streams_decode_as_listed() {
 #[test]
 fn recorded_manifests_decode() {
     let cases = [
-        ("pika-2.3.6/master-log/manifest", ManifestLayout::V23, 228904, 0, 0),
-        ("pika-2.3.6/slave-log/manifest", ManifestLayout::V23, 228912, 0, 0),
-        ("pika-3.0.16/master-log/manifest", ManifestLayout::V30, 227652, 49, 0),
-        ("pika-3.1.1/master-log/log_db0/manifest", ManifestLayout::V31, 227669, 49, 0),
-        ("pika-3.2.9/master-log/log_db0/manifest", ManifestLayout::V31, 227652, 49, 0),
-        ("pika-3.2.9/slave-log/log_db0/manifest", ManifestLayout::V31, 227652, 49, 0),
-        ("pika-3.3.6/master-log/log_db0/manifest", ManifestLayout::V33, 227735, 50, 2866148688),
-        ("pika-3.3.6/slave-log/log_db0/manifest", ManifestLayout::V33, 227735, 12, 0),
+        (
+            "pika-2.3.6/master-log/manifest",
+            ManifestLayout::V23,
+            228904,
+            0,
+            0,
+        ),
+        (
+            "pika-2.3.6/slave-log/manifest",
+            ManifestLayout::V23,
+            228912,
+            0,
+            0,
+        ),
+        (
+            "pika-3.0.16/master-log/manifest",
+            ManifestLayout::V30,
+            227652,
+            49,
+            0,
+        ),
+        (
+            "pika-3.1.1/master-log/log_db0/manifest",
+            ManifestLayout::V31,
+            227669,
+            49,
+            0,
+        ),
+        (
+            "pika-3.2.9/master-log/log_db0/manifest",
+            ManifestLayout::V31,
+            227652,
+            49,
+            0,
+        ),
+        (
+            "pika-3.2.9/slave-log/log_db0/manifest",
+            ManifestLayout::V31,
+            227652,
+            49,
+            0,
+        ),
+        (
+            "pika-3.3.6/master-log/log_db0/manifest",
+            ManifestLayout::V33,
+            227735,
+            50,
+            2866148688,
+        ),
+        (
+            "pika-3.3.6/slave-log/log_db0/manifest",
+            ManifestLayout::V33,
+            227735,
+            12,
+            0,
+        ),
     ];
     for (f, layout, offset, logic_id, term) in cases {
         let buf = vectors::read(f);
@@ -233,7 +302,11 @@ fn decoded_listing(rel: &str) -> Vec<(usize, usize, String)> {
             let (_, rest) = rest.split_once(" at byte ").unwrap();
             let (at, len) = rest.split_once(", ").unwrap();
             let len = len.trim_end_matches(" bytes");
-            let ty = lines.next().unwrap().trim_start_matches("type: ").to_string();
+            let ty = lines
+                .next()
+                .unwrap()
+                .trim_start_matches("type: ")
+                .to_string();
             out.push((at.parse().unwrap(), len.parse().unwrap(), ty));
         }
     }
@@ -269,7 +342,10 @@ fn recorded_pb_streams_decode_and_reencode_byte_identical() {
                         (m.r#type, m.encode_to_vec())
                     };
                     assert_eq!(&type_name(t), ty, "{rel} frame {i}");
-                    assert_eq!(reenc, body, "{rel} frame {i}: our schema re-encodes differently");
+                    assert_eq!(
+                        reenc, body,
+                        "{rel} frame {i}: our schema re-encodes differently"
+                    );
                     pos += used;
                     i += 1;
                     frames += 1;

@@ -49,7 +49,13 @@ pub fn binlog(path: &Path, flavor: Flavor) -> io::Result<String> {
     for (n, file) in binlog_files(path)? {
         let buf = std::fs::read(&file)?;
         let (entries, err) = decode_file(&buf, 0, flavor);
-        let _ = writeln!(out, "# {} ({} bytes, {} entries)", file.display(), buf.len(), entries.len());
+        let _ = writeln!(
+            out,
+            "# {} ({} bytes, {} entries)",
+            file.display(),
+            buf.len(),
+            entries.len()
+        );
         for e in &entries {
             let at = format!("{n}:{}-{}", e.start, e.end);
             match &e.body {
@@ -70,7 +76,9 @@ pub fn binlog(path: &Path, flavor: Flavor) -> io::Result<String> {
                     for a in arrays {
                         let info = match &a.info {
                             Some(i) => format!("exec_time={} pos={}", i.exec_time, i.pos),
-                            None => format!("binlog_info={:?}", String::from_utf8_lossy(&a.info_raw)),
+                            None => {
+                                format!("binlog_info={:?}", String::from_utf8_lossy(&a.info_raw))
+                            }
                         };
                         let _ = writeln!(
                             out,
@@ -121,14 +129,22 @@ pub fn manifest(path: &Path, layout: Option<ManifestLayout>) -> io::Result<Strin
         Some(l) => (l, false),
         None => (guess_layout(&buf), true),
     };
-    let m = Manifest::decode(&buf, layout)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+    let m = Manifest::decode(&buf, layout).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
     let mut out = format!(
         "{}: {} bytes, layout {:?}{}\nproducer position: {}\n",
         path.display(),
         buf.len(),
         layout,
-        if guessed { " (guessed; force with --layout)" } else { "" },
+        if guessed {
+            " (guessed; force with --layout)"
+        } else {
+            ""
+        },
         m.pos
     );
     match layout {
@@ -136,7 +152,11 @@ pub fn manifest(path: &Path, layout: Option<ManifestLayout>) -> io::Result<Strin
             let _ = writeln!(out, "double-master receive position: {}", m.dm_recv);
         }
         ManifestLayout::V30 => {
-            let _ = writeln!(out, "logic_id: {}\ndouble-master receive position: {}", m.logic_id, m.dm_recv);
+            let _ = writeln!(
+                out,
+                "logic_id: {}\ndouble-master receive position: {}",
+                m.logic_id, m.dm_recv
+            );
         }
         ManifestLayout::V31 => {
             let _ = writeln!(out, "logic_id: {}", m.logic_id);
@@ -151,8 +171,12 @@ pub fn manifest(path: &Path, layout: Option<ManifestLayout>) -> io::Result<Strin
 /// Renders a dump `info` file, or says which line is wrong.
 pub fn info(path: &Path) -> io::Result<String> {
     let buf = std::fs::read(path)?;
-    let i = DumpInfo::parse(&buf)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+    let i = DumpInfo::parse(&buf).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
     Ok(format!(
         "{}: master {}:{}, snapshot at binlog position {} (bgsave took {})\n",
         path.display(),

@@ -29,10 +29,16 @@ impl DumpInfo {
     /// Parses an `info` file. The error names the line that is missing or garbled.
     pub fn parse(text: &[u8]) -> Result<DumpInfo, FormatError> {
         const WHAT: &str = "dump info file";
-        let text = std::str::from_utf8(text)
-            .map_err(|_| FormatError::invalid(WHAT, "not UTF-8 text"))?;
+        let text =
+            std::str::from_utf8(text).map_err(|_| FormatError::invalid(WHAT, "not UTF-8 text"))?;
         let lines: Vec<&str> = text.lines().collect();
-        let names = ["duration", "master ip", "master port", "binlog filenum", "binlog offset"];
+        let names = [
+            "duration",
+            "master ip",
+            "master port",
+            "binlog filenum",
+            "binlog offset",
+        ];
         if lines.len() < 5 {
             return Err(FormatError::invalid(
                 WHAT,
@@ -70,10 +76,14 @@ impl DumpInfo {
         let port = num(2)?;
         let filenum = num(3)?;
         let offset = num(4)?;
-        let port = u16::try_from(port)
-            .map_err(|_| FormatError::invalid(WHAT, format!("line 3 (master port) {port} is over 65535")))?;
+        let port = u16::try_from(port).map_err(|_| {
+            FormatError::invalid(WHAT, format!("line 3 (master port) {port} is over 65535"))
+        })?;
         let filenum = u32::try_from(filenum).map_err(|_| {
-            FormatError::invalid(WHAT, format!("line 4 (binlog filenum) {filenum} is over 2^32"))
+            FormatError::invalid(
+                WHAT,
+                format!("line 4 (binlog filenum) {filenum} is over 2^32"),
+            )
         })?;
         if lines[1].is_empty() {
             return Err(FormatError::invalid(WHAT, "line 2 (master ip) is empty"));
@@ -109,11 +119,17 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = DumpInfo::parse(b"0s\n127.0.0.1\n29221\n0\n").unwrap_err().to_string();
+        let e = DumpInfo::parse(b"0s\n127.0.0.1\n29221\n0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 5 (binlog offset) is missing"), "{e}");
-        let e = DumpInfo::parse(b"0s\n127.0.0.1\n29221\nx\n5\n").unwrap_err().to_string();
+        let e = DumpInfo::parse(b"0s\n127.0.0.1\n29221\nx\n5\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 4 (binlog filenum)"), "{e}");
-        let e = DumpInfo::parse(b"0s\n1\n2\n3\n4\n5\n").unwrap_err().to_string();
+        let e = DumpInfo::parse(b"0s\n1\n2\n3\n4\n5\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 6"), "{e}");
         assert!(DumpInfo::parse(b"0s\n1\n-2\n3\n4\n").is_err());
         assert!(DumpInfo::parse(b"\xff\xfe").is_err());

@@ -63,7 +63,10 @@ pub fn decode_frame(buf: &[u8], max_body: usize) -> Result<Option<(OldFrame, usi
         if argv.len() != 2 || argv[0] != b"auth" {
             return Err(FormatError::invalid(
                 "3.0 auth frame",
-                format!("expected `auth <sid>`, got {}", resp::display_argv(&argv, 32)),
+                format!(
+                    "expected `auth <sid>`, got {}",
+                    resp::display_argv(&argv, 32)
+                ),
             ));
         }
         let sid = String::from_utf8(argv[1].clone())
@@ -124,7 +127,10 @@ mod tests {
     fn hostile() {
         assert!(decode_frame(b"\x07\x00\x00\x00\x00\x00", 100).is_err());
         assert!(decode_frame(b"\x02\x00\x00\x00\x00\x40", 1 << 29).is_err()); // 1 GiB
-        assert_eq!(decode_frame(b"\x02\x00\x05\x00\x00\x00ab", 100).unwrap(), None);
+        assert_eq!(
+            decode_frame(b"\x02\x00\x05\x00\x00\x00ab", 100).unwrap(),
+            None
+        );
         assert!(decode_frame(b"\x02\x00\x02\x00\x00\x00ab", 100).is_err());
         let auth = resp::encode_argv(&[b"AUTH".as_ref(), b"1"]);
         assert!(decode_frame(&encode_raw(1, &auth), 100).is_err());

@@ -115,7 +115,11 @@ impl RawEntry {
             server_id: server_id.to_string().into_bytes(),
             info: Some(info),
             info_raw,
-            hub_flag: if hub_flag { b"1".to_vec() } else { b"0".to_vec() },
+            hub_flag: if hub_flag {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            },
             encoded_len: 0,
         };
         e.encoded_len = e.encode().len();
@@ -133,7 +137,10 @@ pub fn decode_message(buf: &[u8]) -> Result<Option<(RawMessage, usize)>, FormatE
             .map_err(|_| FormatError::invalid("2.3 auth message", "sid is not text"))?;
         return Ok(Some((RawMessage::Auth { sid }, used)));
     }
-    Ok(Some((RawMessage::Entry(RawEntry::from_argv(argv, used)?), used)))
+    Ok(Some((
+        RawMessage::Entry(RawEntry::from_argv(argv, used)?),
+        used,
+    )))
 }
 
 /// Decodes every array in a stored 2.3.x record payload (one or more arrays back to back).

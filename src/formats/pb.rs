@@ -85,7 +85,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(r.encode_to_vec(), hex("08 01 10 01 22 0b 08 01 12 07 0a 03 646230 10 01"));
+        assert_eq!(
+            r.encode_to_vec(),
+            hex("08 01 10 01 22 0b 08 01 12 07 0a 03 646230 10 01")
+        );
         // TrySync response kOk session 0 at 0:0: required zero fields are on the wire.
         let r = InnerResponse {
             r#type: Type::KTrySync as i32,
@@ -111,7 +114,8 @@ mod tests {
             hex("08 02 10 01 32 13 08 01 12 07 0a03646230 1000 1a 04 0800 1000 20 00")
         );
         // MetaSync request, 10.0.0.2:9221.
-        let req = decode_request(&hex("08 01 12 0f 0a 0d 0a 08 31302e302e302e32 10 85 48")).unwrap();
+        let req =
+            decode_request(&hex("08 01 12 0f 0a 0d 0a 08 31302e302e302e32 10 85 48")).unwrap();
         let ms = req.meta_sync.unwrap();
         assert_eq!(ms.node.ip, "10.0.0.2");
         assert_eq!(ms.node.port, 9221);
@@ -123,6 +127,9 @@ mod tests {
         assert!(decode_request(&hex("08 01 12 00")).is_err());
         assert!(decode_request(&hex("ff ff ff")).is_err());
         assert!(split_frame(&[0x7f, 0xff, 0xff, 0xff], DEFAULT_MAX_FRAME).is_err());
-        assert_eq!(split_frame(&[0, 0, 0, 5, 1], DEFAULT_MAX_FRAME).unwrap(), None);
+        assert_eq!(
+            split_frame(&[0, 0, 0, 5, 1], DEFAULT_MAX_FRAME).unwrap(),
+            None
+        );
     }
 }

@@ -25,8 +25,18 @@ pub struct FieldSchema {
     pub sub: Option<&'static MsgSchema>,
 }
 
-const fn f(tag: u32, name: &'static str, required: bool, sub: Option<&'static MsgSchema>) -> FieldSchema {
-    FieldSchema { tag, name, required, sub }
+const fn f(
+    tag: u32,
+    name: &'static str,
+    required: bool,
+    sub: Option<&'static MsgSchema>,
+) -> FieldSchema {
+    FieldSchema {
+        tag,
+        name,
+        required,
+        sub,
+    }
 }
 
 static OFFSET: MsgSchema = MsgSchema {
@@ -39,7 +49,10 @@ static NODE: MsgSchema = MsgSchema {
 };
 static PARTITION: MsgSchema = MsgSchema {
     name: "Partition",
-    fields: &[f(1, "table_name", true, None), f(2, "partition_id", true, None)],
+    fields: &[
+        f(1, "table_name", true, None),
+        f(2, "partition_id", true, None),
+    ],
 };
 static REQ_META: MsgSchema = MsgSchema {
     name: "InnerRequest.MetaSync",
@@ -71,7 +84,10 @@ static REQ_BINLOG: MsgSchema = MsgSchema {
 };
 static REQ_REMOVE: MsgSchema = MsgSchema {
     name: "InnerRequest.RemoveSlaveNode",
-    fields: &[f(1, "node", true, Some(&NODE)), f(2, "partition", true, Some(&PARTITION))],
+    fields: &[
+        f(1, "node", true, Some(&NODE)),
+        f(2, "partition", true, Some(&PARTITION)),
+    ],
 };
 /// `InnerRequest` (slave → master).
 pub static INNER_REQUEST: MsgSchema = MsgSchema {
@@ -87,11 +103,17 @@ pub static INNER_REQUEST: MsgSchema = MsgSchema {
 };
 static TABLE_INFO: MsgSchema = MsgSchema {
     name: "InnerResponse.MetaSync.TableInfo",
-    fields: &[f(1, "table_name", true, None), f(2, "partition_num", true, None)],
+    fields: &[
+        f(1, "table_name", true, None),
+        f(2, "partition_num", true, None),
+    ],
 };
 static RESP_META: MsgSchema = MsgSchema {
     name: "InnerResponse.MetaSync",
-    fields: &[f(1, "classic_mode", true, None), f(2, "tables_info", false, Some(&TABLE_INFO))],
+    fields: &[
+        f(1, "classic_mode", true, None),
+        f(2, "tables_info", false, Some(&TABLE_INFO)),
+    ],
 };
 static RESP_TRY: MsgSchema = MsgSchema {
     name: "InnerResponse.TrySync",
@@ -103,7 +125,10 @@ static RESP_TRY: MsgSchema = MsgSchema {
 };
 static RESP_DB: MsgSchema = MsgSchema {
     name: "InnerResponse.DBSync",
-    fields: &[f(1, "partition", true, Some(&PARTITION)), f(2, "session_id", true, None)],
+    fields: &[
+        f(1, "partition", true, Some(&PARTITION)),
+        f(2, "session_id", true, None),
+    ],
 };
 static RESP_BINLOG: MsgSchema = MsgSchema {
     name: "InnerResponse.BinlogSync",
@@ -155,7 +180,8 @@ pub fn check_required(buf: &[u8], schema: &MsgSchema) -> Result<(), FormatError>
     let mut seen = [false; 16];
     let mut pos = 0;
     while pos < buf.len() {
-        let key = varint(buf, &mut pos).ok_or_else(|| bad(format!("{}: bad field key", schema.name)))?;
+        let key =
+            varint(buf, &mut pos).ok_or_else(|| bad(format!("{}: bad field key", schema.name)))?;
         let tag = (key >> 3) as u32;
         let wire = key & 7;
         let field = schema.fields.iter().find(|fs| fs.tag == tag);
@@ -176,7 +202,9 @@ pub fn check_required(buf: &[u8], schema: &MsgSchema) -> Result<(), FormatError>
                 let end = pos
                     .checked_add(len as usize)
                     .filter(|&e| e <= buf.len() && len <= buf.len() as u64)
-                    .ok_or_else(|| bad(format!("{}: field {tag} runs past the end", schema.name)))?;
+                    .ok_or_else(|| {
+                        bad(format!("{}: field {tag} runs past the end", schema.name))
+                    })?;
                 if let Some(sub) = field.and_then(|fs| fs.sub) {
                     check_required(&buf[pos..end], sub)?;
                 }

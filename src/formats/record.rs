@@ -261,7 +261,10 @@ pub fn read_record(buf: &[u8], base: u64, offset: u64) -> Result<ReadOutcome, Fo
 
 /// Iterates the logical records of a whole file image from `offset`, stopping at end of data.
 /// A torn or corrupt record ends the iteration with an error naming its offset.
-pub fn records(buf: &[u8], offset: u64) -> impl Iterator<Item = Result<LogicalRecord, FormatError>> + '_ {
+pub fn records(
+    buf: &[u8],
+    offset: u64,
+) -> impl Iterator<Item = Result<LogicalRecord, FormatError>> + '_ {
     let mut pos = Some(offset);
     std::iter::from_fn(move || {
         let p = pos?;
@@ -298,7 +301,10 @@ mod tests {
     fn exactly_eight_left_emits_empty_first() {
         let mut out = vec![0u8; (BLOCK_SIZE - 8) as usize];
         let end = encode_record(BLOCK_SIZE - 8, b"hello", 7, &mut out);
-        assert_eq!(&out[(BLOCK_SIZE - 8) as usize..BLOCK_SIZE as usize], &header(0, 7, RecordType::First));
+        assert_eq!(
+            &out[(BLOCK_SIZE - 8) as usize..BLOCK_SIZE as usize],
+            &header(0, 7, RecordType::First)
+        );
         assert_eq!(out[BLOCK_SIZE as usize + 7], RecordType::Last as u8);
         assert_eq!(end, BLOCK_SIZE + 8 + 5);
         assert_eq!(record_end(BLOCK_SIZE - 8, 5), end);
@@ -333,7 +339,10 @@ mod tests {
     fn torn_and_garbage() {
         let mut out = Vec::new();
         encode_record(0, &[9u8; 100000], 1, &mut out);
-        assert_eq!(read_record(&out[..70000], 0, 0).unwrap(), ReadOutcome::Incomplete);
+        assert_eq!(
+            read_record(&out[..70000], 0, 0).unwrap(),
+            ReadOutcome::Incomplete
+        );
         let mut bad = out.clone();
         bad[7] = 9;
         assert!(read_record(&bad, 0, 0).is_err());

@@ -109,7 +109,10 @@ fn read_len_line(
                 };
             }
             b'-' if i == pos => {
-                return Err(FormatError::invalid(what, "negative (null) length in a command"))
+                return Err(FormatError::invalid(
+                    what,
+                    "negative (null) length in a command",
+                ))
             }
             other => {
                 return Err(FormatError::invalid(
@@ -282,9 +285,15 @@ fn parse_reply_at(
                 return Ok(None);
             }
             if &buf[next + n..next + n + 2] != b"\r\n" {
-                return Err(FormatError::invalid(WHAT, "bulk reply not followed by CRLF"));
+                return Err(FormatError::invalid(
+                    WHAT,
+                    "bulk reply not followed by CRLF",
+                ));
             }
-            Ok(Some((Reply::Bulk(Some(buf[next..next + n].to_vec())), next + n + 2)))
+            Ok(Some((
+                Reply::Bulk(Some(buf[next..next + n].to_vec())),
+                next + n + 2,
+            )))
         }
         b'*' => {
             let n = int()?;

@@ -43,9 +43,7 @@ impl Arg {
     pub fn matches(&self, actual: &[u8]) -> bool {
         match self {
             Arg::Bytes(b) => b == actual,
-            Arg::Sized { len, sha1 } => {
-                *len == actual.len() && hex(&Sha1::digest(actual)) == *sha1
-            }
+            Arg::Sized { len, sha1 } => *len == actual.len() && hex(&Sha1::digest(actual)) == *sha1,
             Arg::Note(_) => false,
         }
     }
