@@ -4,9 +4,11 @@
 //! # Layout
 //! - [`formats`]: pure codecs for every wire and disk format (no I/O).
 //! - [`pipeline`]: the values passed between stages (old entry → new entry).
+//! - [`downstream`]: the protobuf master new Pika slaves attach to.
 //! - [`cli`]: the offline tools behind `pika-relay inspect` and `pika-relay seed-manifest`.
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod downstream;
 pub mod formats;
 pub mod pipeline;
