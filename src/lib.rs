@@ -5,10 +5,14 @@
 //! - [`formats`]: pure codecs for every wire and disk format (no I/O).
 //! - [`pipeline`]: the values passed between stages (old entry → new entry).
 //! - [`downstream`]: the protobuf master new Pika slaves attach to.
+//! - [`admin`]: the relay's own port R (probes, PING, AUTH, INFO).
+//! - [`sim`]: faithful doubles of a new Pika slave (and a keyspace model) for tests and `demo`.
 //! - [`cli`]: the offline tools behind `pika-relay inspect` and `pika-relay seed-manifest`.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cli;
 pub mod downstream;
 pub mod formats;
 pub mod pipeline;
+pub mod sim;

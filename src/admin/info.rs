@@ -1,0 +1,159 @@
+//! The relay's status and its rendering as `INFO` in Pika's field layout, so that tools that
+//! read a Pika's `info replication` read the relay too.
+
+use crate::downstream::registry::SlaveStatus;
+use crate::formats::BinlogPos;
+use std::fmt::Write as _;
+
+/// The upstream link as shown to operators.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamView {
+    /// `host:port` of the old master.
+    pub master: String,
+    /// State machine state (`connecting`, `streaming`, `full sync`, `backoff`...).
+    pub state: String,
+    /// Session id from the last `trysync` reply.
+    pub sid: Option<String>,
+    /// The last upstream position durably in the journal.
+    pub position: BinlogPos,
+    /// Whether entries are flowing.
+    pub link_up: bool,
+}
+
+/// Everything `INFO`, metrics and the embedding API report.
+#[derive(Debug, Clone, Default)]
+pub struct RelayStatus {
+    /// Upstream link.
+    pub upstream: UpstreamView,
+    /// Synced end of the journal.
+    pub journal_end: BinlogPos,
+    /// Logic id the next journal item will get (= items written).
+    pub journal_next_logic_id: u64,
+    /// `binlog-file-size` (for lag in bytes across files).
+    pub file_size: u64,
+    /// Current dump epoch and its journal start.
+    pub epoch: u64,
+    /// J_e of the epoch.
+    pub epoch_start: BinlogPos,
+    /// Downstream slaves.
+    pub slaves: Vec<SlaveStatus>,
+}
+
+/// Bytes between two positions, counting whole files of `file_size` in between (Pika's lag).
+pub fn lag_bytes(from: BinlogPos, to: BinlogPos, file_size: u64) -> u64 {
+    if to <= from {
+        return 0;
+    }
+    let files = u64::from(to.filenum - from.filenum);
+    (files * file_size + to.offset).saturating_sub(from.offset)
+}
+
+/// Renders `INFO [section]`. Sections: `replication`, `server`, `log`; `all`/none = every one.
+pub fn render(section: &str, s: &RelayStatus) -> String {
+    let section = section.to_ascii_lowercase();
+    let all = section.is_empty() || section == "all" || section == "default";
+    let mut out = String::new();
+    if all || section == "server" {
+        out.push_str("# Server\r\n");
+        let _ = write!(out, "pika_relay_version:{}\r\nrole:relay\r\n\r\n", env!("CARGO_PKG_VERSION"));
+    }
+    if all || section == "replication" {
+        replication(&mut out, s);
+    }
+    if all || section == "log" {
+        out.push_str("# Log\r\n");
+        let _ = write!(
+            out,
+            "binlog_file_size:{}\r\ndb0:binlog_offset={} {},safety_purge=none\r\nepoch:{}\r\nepoch_start={} {}\r\n\r\n",
+            s.file_size,
+            s.journal_end.filenum,
+            s.journal_end.offset,
+            s.epoch,
+            s.epoch_start.filenum,
+            s.epoch_start.offset
+        );
+    }
+    out
+}
+
+fn replication(out: &mut String, s: &RelayStatus) {
+    let u = &s.upstream;
+    let (host, port) = u.master.rsplit_once(':').unwrap_or((u.master.as_str(), "0"));
+    out.push_str("# Replication(Master && SLAVE)\r\nrole:master&&slave\r\n");
+    let _ = write!(
+        out,
+        "master_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{}\r\nslave_read_only:1\r\n",
+        if u.link_up { "up" } else { "down" }
+    );
+    let _ = write!(
+        out,
+        "upstream_state:{}\r\nupstream_sid:{}\r\nupstream_binlog_offset={} {}\r\n",
+        u.state,
+        u.sid.as_deref().unwrap_or("-"),
+        u.position.filenum,
+        u.position.offset
+    );
+    let _ = write!(out, "connected_slaves:{}\r\n", s.slaves.len());
+    for (i, sl) in s.slaves.iter().enumerate() {
+        let lag = lag_bytes(sl.acked, s.journal_end, s.file_size);
+        let lag_entries = if sl.state.label() == "BinlogSync" {
+            s.journal_next_logic_id.saturating_sub(sl.acked_next_logic_id).to_string()
+        } else {
+            "not syncing".to_string()
+        };
+        let _ = write!(
+            out,
+            "slave{i}:ip={},port={},state={},session={},acked_offset={} {},sent_offset={} {},lag=(db0:{lag}),lag_entries={lag_entries},protocol={}\r\n",
+            sl.ip,
+            sl.port,
+            sl.state.label(),
+            sl.session_id,
+            sl.acked.filenum,
+            sl.acked.offset,
+            sl.sent.filenum,
+            sl.sent.offset,
+            if sl.v33 { "3.3+" } else { "3.1/3.2" }
+        );
+    }
+    let _ = write!(
+        out,
+        "db0 binlog_offset={} {},safety_purge=none\r\n\r\n",
+        s.journal_end.filenum, s.journal_end.offset
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_across_files() {
+        let fs = 1000;
+        assert_eq!(lag_bytes(BinlogPos::new(0, 900), BinlogPos::new(1, 50), fs), 150);
+        assert_eq!(lag_bytes(BinlogPos::new(1, 50), BinlogPos::new(1, 50), fs), 0);
+        assert_eq!(lag_bytes(BinlogPos::new(2, 0), BinlogPos::new(1, 50), fs), 0);
+    }
+
+    #[test]
+    fn replication_section_layout() {
+        let s = RelayStatus {
+            upstream: UpstreamView {
+                master: "10.0.0.5:9221".into(),
+                state: "streaming".into(),
+                sid: Some("3".into()),
+                position: BinlogPos::new(0, 156700),
+                link_up: true,
+            },
+            journal_end: BinlogPos::new(0, 227652),
+            file_size: 104857600,
+            ..Default::default()
+        };
+        let text = render("replication", &s);
+        assert!(text.starts_with("# Replication(Master && SLAVE)\r\nrole:master&&slave\r\n"));
+        assert!(text.contains("master_host:10.0.0.5\r\nmaster_port:9221\r\nmaster_link_status:up\r\n"));
+        assert!(text.contains("upstream_binlog_offset=0 156700\r\n"));
+        assert!(text.contains("connected_slaves:0\r\n"));
+        assert!(text.contains("db0 binlog_offset=0 227652,safety_purge=none\r\n"));
+        assert!(!text.contains("# Log"));
+    }
+}

@@ -1,0 +1,208 @@
+//! A faithful double of a new Pika (3.1–3.4) slave after `slaveof <ip> <port> [force]`, per
+//! `shared/spec/new-pika-replication.md` §3: the address probe on the master's port, MetaSync,
+//! TrySync / DBSync per DB (db0), full sync through a real `rsync --daemon` on its port+1000,
+//! `first_send`, re-encoding of every received item into its own binlog ([`binlog`]) and acks
+//! computed from its own producer position (§3.4), keepalive answers and the 20 s timeout.
+//!
+//! Differences from a real slave, all on purpose: it applies writes to a [`Keyspace`] model
+//! instead of RocksDB (a sim dump, see [`Keyspace::save_dump`], loads as data; a real RocksDB dump
+//! loads as empty), it does not replace `127.0.0.1` with its host ip when checking the `info`
+//! file, and it reconnects after `reconnect_delay` instead of Pika's 10 s.
+
+pub mod binlog;
+pub mod rsyncd;
+mod session;
+
+pub use binlog::SlaveVersion;
+
+use crate::formats::BinlogPos;
+use crate::sim::keyspace::Keyspace;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How the double acknowledges pushed binlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// As a real slave.
+    Normal,
+    /// Acks an end position one byte off (a slave whose binlog diverged).
+    Wrong,
+    /// Never acks (a stuck slave).
+    Silent,
+}
+
+/// Settings of the double.
+#[derive(Debug, Clone)]
+pub struct NewSlaveConfig {
+    /// The master's (relay's) port P as `ip:P`.
+    pub master: SocketAddr,
+    /// The master ip string as given to `slaveof` (checked against line 2 of `info`).
+    pub master_ip: String,
+    /// The slave's own port S (its rsync daemon listens on S+1000).
+    pub port: u16,
+    /// `masterauth`.
+    pub masterauth: Option<String>,
+    /// Work directory (binlog, db-sync path, rsync daemon files).
+    pub data_dir: PathBuf,
+    /// Version whose behaviour to reproduce.
+    pub version: SlaveVersion,
+    /// `binlog-file-size`.
+    pub binlog_file_size: u64,
+    /// `slaveof ... force`.
+    pub force_full_sync: bool,
+    /// Ack behaviour.
+    pub ack_mode: AckMode,
+    /// Start with the binlog set to this position (as after `seed-manifest`), with this data.
+    pub seed: Option<(BinlogPos, Keyspace)>,
+    /// Delay before reconnecting after a lost connection.
+    pub reconnect_delay: Duration,
+    /// Silence after which a connected DB goes back to TrySync (Pika: 20 s).
+    pub recv_timeout: Duration,
+}
+
+impl NewSlaveConfig {
+    /// Defaults for a 3.2 slave of `master` on port `port`.
+    pub fn new(master: SocketAddr, port: u16, data_dir: PathBuf) -> Self {
+        NewSlaveConfig {
+            master,
+            master_ip: master.ip().to_string(),
+            port,
+            masterauth: None,
+            data_dir,
+            version: SlaveVersion::V32,
+            binlog_file_size: 104_857_600,
+            force_full_sync: false,
+            ack_mode: AckMode::Normal,
+            seed: None,
+            reconnect_delay: Duration::from_millis(500),
+            recv_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Per-DB replication state, as Pika names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbState {
+    /// Not connected.
+    NoConnect,
+    /// Will send TrySync.
+    TryConnect,
+    /// Will send DBSync.
+    TryDbSync,
+    /// Waiting for a reply.
+    WaitReply,
+    /// Waiting for the full-sync `info` file.
+    WaitDbSync,
+    /// Streaming.
+    Connected,
+    /// Stopped with the reason (sticky until reconnect).
+    Error(String),
+}
+
+/// What the double exposes to tests.
+#[derive(Debug, Clone)]
+pub struct SlaveView {
+    /// db0 state.
+    pub state: DbState,
+    /// Its binlog producer position.
+    pub producer: BinlogPos,
+    /// Session id from the master.
+    pub session_id: i32,
+    /// Full syncs loaded.
+    pub full_syncs: u32,
+    /// Items applied.
+    pub items: u64,
+    /// Acks sent.
+    pub acks: u64,
+    /// MetaSync round trips done.
+    pub meta_syncs: u32,
+}
+
+/// A running double.
+pub struct NewSlave {
+    keyspace: Arc<Mutex<Keyspace>>,
+    view: watch::Receiver<SlaveView>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _rsyncd: rsyncd::RsyncDaemon,
+}
+
+impl NewSlave {
+    /// Starts the rsync daemon and the replication task.
+    pub async fn start(cfg: NewSlaveConfig) -> std::io::Result<NewSlave> {
+        let dbsync = cfg.data_dir.join("dbsync");
+        let secret = cfg.masterauth.clone().unwrap_or_else(|| "default".into());
+        let rsyncd = rsyncd::RsyncDaemon::start(&cfg.data_dir, &dbsync, cfg.port + 1000, &secret)?;
+        let (ks, pos) = cfg.seed.clone().map(|(p, k)| (k, Some(p))).unwrap_or_default();
+        let keyspace = Arc::new(Mutex::new(ks));
+        let mut binlog = binlog::SlaveBinlog::new(cfg.data_dir.join("log_db0"), cfg.binlog_file_size, cfg.version)?;
+        if let Some(p) = pos {
+            binlog.set_producer_status(p, session::now())?;
+        }
+        let (tx, view) = watch::channel(SlaveView {
+            state: DbState::NoConnect,
+            producer: binlog.producer(),
+            session_id: -1,
+            full_syncs: 0,
+            items: 0,
+            acks: 0,
+            meta_syncs: 0,
+        });
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(session::run(cfg, binlog, keyspace.clone(), tx, cancel.clone()));
+        Ok(NewSlave {
+            keyspace,
+            view,
+            cancel,
+            task,
+            _rsyncd: rsyncd,
+        })
+    }
+
+    /// The current view.
+    pub fn view(&self) -> SlaveView {
+        self.view.borrow().clone()
+    }
+
+    /// A watch of the view.
+    pub fn watch(&self) -> watch::Receiver<SlaveView> {
+        self.view.clone()
+    }
+
+    /// The data it holds, as [`Keyspace::lines`].
+    pub fn lines(&self) -> Vec<String> {
+        self.keyspace.lock().unwrap().lines()
+    }
+
+    /// Waits until `f` holds for the view, or `timeout`.
+    pub async fn wait_for(&self, timeout: Duration, f: impl Fn(&SlaveView) -> bool) -> Result<SlaveView, SlaveView> {
+        let mut rx = self.view.clone();
+        let r = tokio::time::timeout(timeout, async {
+            loop {
+                if f(&rx.borrow_and_update()) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let v = self.view();
+        if r.is_ok() && f(&v) {
+            Ok(v)
+        } else {
+            Err(v)
+        }
+    }
+
+    /// Stops it (`slaveof no one`: closes the connection) and its rsync daemon.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
