@@ -67,4 +67,6 @@ pub trait JournalSource: Clone + Send + Sync + 'static {
     fn epoch(&self) -> Epoch;
     /// `binlog-file-size`, for lag in bytes across files.
     fn file_size(&self) -> u64;
+    /// Logic id the next item will get (= items written), for lag in entries.
+    fn next_logic_id(&self) -> u64;
 }

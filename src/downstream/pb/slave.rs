@@ -31,6 +31,8 @@ struct Db<C> {
     window: SyncWindow,
     /// (end, logic id) of items in flight, for lag in entries.
     in_flight_ids: VecDeque<(BinlogPos, u64)>,
+    /// Logic id of the first item after the acknowledged position, once known.
+    acked_next_id: Option<u64>,
     cursor: Option<C>,
     last_recv: Instant,
     last_send: Instant,
@@ -227,6 +229,7 @@ impl<J: JournalSource> SlaveConn<J> {
                 state,
                 window: SyncWindow::new(self.shared.config.window_items, at),
                 in_flight_ids: VecDeque::new(),
+                acked_next_id: None,
                 cursor: None,
                 last_recv: now,
                 last_send: now,
@@ -243,7 +246,7 @@ impl<J: JournalSource> SlaveConn<J> {
         if table != "db0" {
             return;
         }
-        let next_id = db.in_flight_ids.front().map(|x| x.1);
+        let next_id = db.acked_next_id;
         self.shared.registry.update(key, |s| {
             s.state = db.state;
             s.session_id = db.session_id;
@@ -403,6 +406,8 @@ impl<J: JournalSource> SlaveConn<J> {
             db.cursor = Some(cursor);
             db.window = SyncWindow::new(self.shared.config.window_items, start);
             db.in_flight_ids.clear();
+            let journal_end = *self.shared.journal.synced_end().borrow();
+            db.acked_next_id = (start == journal_end).then(|| self.shared.journal.next_logic_id());
             db.state = SlaveState::BinlogSync;
             db.v33 = b.ack_range_start.term.is_some();
             info!(
@@ -416,7 +421,11 @@ impl<J: JournalSource> SlaveConn<J> {
                 return Err(format!("ack {start}..{end} while {table} is not streaming"));
             }
             let acked = db.window.ack(start, end).map_err(|e| e.to_string())?;
-            while db.in_flight_ids.front().is_some_and(|x| x.0 <= acked) {
+            while let Some(&(end, id)) = db.in_flight_ids.front() {
+                if end > acked {
+                    break;
+                }
+                db.acked_next_id = Some(id + 1);
                 db.in_flight_ids.pop_front();
             }
         }
@@ -514,6 +523,7 @@ impl<J: JournalSource> SlaveConn<J> {
                             bytes += it.bytes.len();
                             db.window.push(it.end);
                             db.in_flight_ids.push_back((it.end, it.logic_id));
+                            db.acked_next_id.get_or_insert(it.logic_id);
                             let ti = db.v33.then_some((1, it.logic_id));
                             items.push(frames::binlog_item(
                                 &table,
