@@ -19,7 +19,7 @@ use pika_relay::formats::binlog_file::{decode_file, EntryBody, Flavor};
 use pika_relay::formats::pb::{decode_response, split_frame, InnerResponse};
 use pika_relay::formats::BinlogPos;
 use pika_relay::sim::keyspace::Keyspace;
-use pika_relay::sim::new_slave::{AckMode, DbState, NewSlave, NewSlaveConfig};
+use pika_relay::sim::new_slave::{AckMode, DbState, NewSlave, NewSlaveConfig, SlaveVersion};
 use prost::Message;
 use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
@@ -39,7 +39,11 @@ impl Drop for Relay {
     }
 }
 
-async fn start_relay(journal: MemJournal, mut cfg: PbConfig, pusher: Option<Arc<dyn DumpPusher>>) -> Relay {
+async fn start_relay(
+    journal: MemJournal,
+    mut cfg: PbConfig,
+    pusher: Option<Arc<dyn DumpPusher>>,
+) -> Relay {
     let port = net::free_base(&[2000]);
     cfg.port = port;
     let shared = Arc::new(Shared {
@@ -61,7 +65,12 @@ async fn start_relay(journal: MemJournal, mut cfg: PbConfig, pusher: Option<Arc<
         slaves: s2.registry.snapshot(),
         ..Default::default()
     });
-    tokio::spawn(admin::serve(admin_listener, status, None, shared.cancel.clone()));
+    tokio::spawn(admin::serve(
+        admin_listener,
+        status,
+        None,
+        shared.cancel.clone(),
+    ));
     Relay { port, shared }
 }
 
@@ -114,7 +123,10 @@ fn normalise(rs: Vec<InnerResponse>) -> Vec<InnerResponse> {
     out
 }
 
-async fn read_responses(sock: &mut TcpStream, until: impl Fn(&[InnerResponse]) -> bool) -> Vec<InnerResponse> {
+async fn read_responses(
+    sock: &mut TcpStream,
+    until: impl Fn(&[InnerResponse]) -> bool,
+) -> Vec<InnerResponse> {
     let mut buf = Vec::new();
     let mut got = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(10), async {
@@ -133,7 +145,11 @@ async fn read_responses(sock: &mut TcpStream, until: impl Fn(&[InnerResponse]) -
         }
     })
     .await;
-    assert!(r.is_ok(), "timed out; got {:?}", normalise(got.clone()).len());
+    assert!(
+        r.is_ok(),
+        "timed out; got {:?}",
+        normalise(got.clone()).len()
+    );
     got
 }
 
@@ -142,32 +158,63 @@ async fn recorded_real_329_slave_requests_get_the_real_masters_answers() {
     let items = real_329_items();
     assert_eq!(items.len(), 49);
     let journal = MemJournal::new(104_857_600, BinlogPos::default());
-    let (w1, w2): (Vec<_>, Vec<_>) = items.into_iter().partition(|(_, end)| end.offset <= 156_700);
+    let (w1, w2): (Vec<_>, Vec<_>) = items
+        .into_iter()
+        .partition(|(_, end)| end.offset <= 156_700);
     for (bytes, end) in &w1 {
-        assert_eq!(journal.append_raw(bytes.clone()).end, *end, "journal positions = real master's");
+        assert_eq!(
+            journal.append_raw(bytes.clone()).end,
+            *end,
+            "journal positions = real master's"
+        );
     }
     let pusher = rsync_cli_pusher::RsyncCliPusher::default();
     struct Recording(rsync_cli_pusher::RsyncCliPusher);
     impl DumpPusher for Recording {
-        fn push(&self, req: pb::PushRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send>> {
+        fn push(
+            &self,
+            req: pb::PushRequest,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send>>
+        {
             self.0.requests.lock().unwrap().push(req);
             Box::pin(async { Ok(0) })
         }
     }
-    let relay = start_relay(journal.clone(), PbConfig::default(), Some(Arc::new(Recording(pusher.clone())))).await;
+    let relay = start_relay(
+        journal.clone(),
+        PbConfig::default(),
+        Some(Arc::new(Recording(pusher.clone()))),
+    )
+    .await;
 
-    for (stream, grow) in [("03-pb-incremental", false), ("06-pb-force-fullsync-then-w2", true)] {
+    for (stream, grow) in [
+        ("03-pb-incremental", false),
+        ("06-pb-force-fullsync-then-w2", true),
+    ] {
         if grow {
             // The real master made its dump at 0:156700 before stream 06.
             journal.new_epoch(None);
         }
-        let reqs = frames(&vectors::read(&format!("pika-3.2.9/streams/{stream}.c2s.bin")));
-        let expected = normalise(frames(&vectors::read(&format!("pika-3.2.9/streams/{stream}.s2c.bin"))).iter().map(|b| decode_response(b).unwrap()).collect());
-        let mut sock = TcpStream::connect(("127.0.0.1", relay.port + 2000)).await.unwrap();
+        let reqs = frames(&vectors::read(&format!(
+            "pika-3.2.9/streams/{stream}.c2s.bin"
+        )));
+        let expected = normalise(
+            frames(&vectors::read(&format!(
+                "pika-3.2.9/streams/{stream}.s2c.bin"
+            )))
+            .iter()
+            .map(|b| decode_response(b).unwrap())
+            .collect(),
+        );
+        let mut sock = TcpStream::connect(("127.0.0.1", relay.port + 2000))
+            .await
+            .unwrap();
         let mut got = Vec::new();
         for body in &reqs {
             let req = pika_relay::formats::pb::decode_request(body).unwrap();
-            sock.write_all(&(body.len() as u32).to_be_bytes()).await.unwrap();
+            sock.write_all(&(body.len() as u32).to_be_bytes())
+                .await
+                .unwrap();
             sock.write_all(body).await.unwrap();
             let bs = req.binlog_sync.as_ref();
             let want_more = match req.r#type {
@@ -179,7 +226,11 @@ async fn recorded_real_329_slave_requests_get_the_real_masters_answers() {
                             journal.append_raw(bytes.clone());
                         }
                     }
-                    if grow { w2.len() } else { w1.len() }
+                    if grow {
+                        w2.len()
+                    } else {
+                        w1.len()
+                    }
                 }
                 _ => 0,
             };
@@ -196,12 +247,20 @@ async fn recorded_real_329_slave_requests_get_the_real_masters_answers() {
         assert_eq!(got.len(), expected.len(), "{stream}: answer count");
         for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
             assert_eq!(g, e, "{stream}: answer {i} differs from the real master's");
-            assert_eq!(g.encode_to_vec(), e.encode_to_vec(), "{stream}: answer {i} bytes");
+            assert_eq!(
+                g.encode_to_vec(),
+                e.encode_to_vec(),
+                "{stream}: answer {i} bytes"
+            );
         }
         // Every ack of the recording matched our window (a mismatch closes the connection).
         let slaves = relay.shared.registry.snapshot();
         assert_eq!(slaves.len(), 1, "{stream}: the slave is still attached");
-        let want_acked = if grow { BinlogPos::new(0, 227_652) } else { BinlogPos::new(0, 156_700) };
+        let want_acked = if grow {
+            BinlogPos::new(0, 227_652)
+        } else {
+            BinlogPos::new(0, 156_700)
+        };
         assert_eq!(slaves[0].acked, want_acked, "{stream}");
         drop(sock);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -211,7 +270,10 @@ async fn recorded_real_329_slave_requests_get_the_real_masters_answers() {
     assert_eq!(pushes[0].target.port(), 29521 + 1000);
     assert_eq!(pushes[0].password, "default");
     assert_eq!(pushes[0].remote_path, "db0");
-    assert_eq!(pushes[0].info, format!("0s\n127.0.0.1\n{}\n0\n156700\n", relay.port));
+    assert_eq!(
+        pushes[0].info,
+        format!("0s\n127.0.0.1\n{}\n0\n156700\n", relay.port)
+    );
 }
 
 fn a(s: &[&str]) -> Vec<Vec<u8>> {
@@ -238,9 +300,17 @@ fn workload(round: u32) -> Vec<Vec<Vec<u8>>> {
     ]
 }
 
-async fn start_slave(relay: &Relay, dir: &std::path::Path, f: impl FnOnce(&mut NewSlaveConfig)) -> NewSlave {
+async fn start_slave(
+    relay: &Relay,
+    dir: &std::path::Path,
+    f: impl FnOnce(&mut NewSlaveConfig),
+) -> NewSlave {
     let s = net::free_base(&[1000]);
-    let mut cfg = NewSlaveConfig::new(format!("127.0.0.1:{}", relay.port).parse().unwrap(), s, dir.to_path_buf());
+    let mut cfg = NewSlaveConfig::new(
+        format!("127.0.0.1:{}", relay.port).parse().unwrap(),
+        s,
+        dir.to_path_buf(),
+    );
     cfg.reconnect_delay = Duration::from_millis(200);
     f(&mut cfg);
     NewSlave::start(cfg).await.unwrap()
@@ -268,9 +338,18 @@ async fn three_slaves_at_different_positions_converge() {
     journal.purge_before(je);
     set_epoch(&journal, je, dump.clone());
     let pusher = rsync_cli_pusher::RsyncCliPusher::default();
-    let relay = start_relay(journal.clone(), PbConfig::default(), Some(Arc::new(pusher.clone()))).await;
+    let relay = start_relay(
+        journal.clone(),
+        PbConfig::default(),
+        Some(Arc::new(pusher.clone())),
+    )
+    .await;
 
-    let fresh = start_slave(&relay, &tmp.path().join("fresh"), |c| c.binlog_file_size = 4096).await;
+    let fresh = start_slave(&relay, &tmp.path().join("fresh"), |c| {
+        c.binlog_file_size = 4096;
+        c.version = SlaveVersion::V33;
+    })
+    .await;
     let (mid_pos, mid_model) = models_at[3].clone();
     let mid = start_slave(&relay, &tmp.path().join("mid"), |c| {
         c.binlog_file_size = 4096;
@@ -296,14 +375,20 @@ async fn three_slaves_at_different_positions_converge() {
     assert!(end.filenum >= 1, "the journal rotated files ({end})");
     for (name, s) in [("fresh", &fresh), ("mid", &mid), ("purged", &purged)] {
         let v = s
-            .wait_for(Duration::from_secs(30), |v| v.state == DbState::Connected && v.producer == end)
+            .wait_for(Duration::from_secs(30), |v| {
+                v.state == DbState::Connected && v.producer == end
+            })
             .await
             .unwrap_or_else(|v| panic!("{name} did not catch up: {v:?}"));
         assert_eq!(s.lines(), model.lines(), "{name} holds different data");
         let full = if name == "mid" { 0 } else { 1 };
         assert_eq!(v.full_syncs, full, "{name}: full syncs");
     }
-    assert_eq!(pusher.requests.lock().unwrap().len(), 2, "two full syncs pushed");
+    assert_eq!(
+        pusher.requests.lock().unwrap().len(),
+        2,
+        "two full syncs pushed"
+    );
     // The registry shows each at the journal end.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for st in relay.shared.registry.snapshot() {
@@ -311,14 +396,24 @@ async fn three_slaves_at_different_positions_converge() {
     }
     // INFO replication over the relay's port R, as redis-cli would ask.
     let mut c = TcpStream::connect(("127.0.0.1", relay.port)).await.unwrap();
-    c.write_all(b"*2\r\n$4\r\ninfo\r\n$11\r\nreplication\r\n").await.unwrap();
+    c.write_all(b"*2\r\n$4\r\ninfo\r\n$11\r\nreplication\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 8192];
     let n = c.read(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.contains("connected_slaves:3"), "{text}");
     assert_eq!(text.matches("state=BinlogSync").count(), 3, "{text}");
-    assert!(text.contains(&format!("db0 binlog_offset={} {}", end.filenum, end.offset)), "{text}");
-    assert!(text.contains("lag=(db0:0),lag_entries=0"), "{text}");
+    assert!(
+        text.contains(&format!("db0 binlog_offset={} {}", end.filenum, end.offset)),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("lag=(db0:0),lag_entries=0").count(),
+        3,
+        "{text}"
+    );
+    assert_eq!(text.matches("protocol=3.3+").count(), 1, "{text}");
     for s in [fresh, mid, purged] {
         s.stop().await;
     }
@@ -326,4 +421,236 @@ async fn three_slaves_at_different_positions_converge() {
 
 fn set_epoch(j: &MemJournal, at: BinlogPos, dump: std::path::PathBuf) {
     j.set_epoch_at(at, Some(dump));
+}
+
+/// Writes `rounds` rounds of the workload into the journal and the model.
+fn fill(journal: &MemJournal, model: &mut Keyspace, rounds: std::ops::Range<u32>) {
+    for round in rounds {
+        for c in workload(round) {
+            let refs: Vec<&[u8]> = c.iter().map(|x| x.as_slice()).collect();
+            journal.append(&refs, 1_700_000_000);
+            model.apply(&c, 1_700_000_000).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn wrong_acks_disconnect_and_a_silent_slave_stalls_only_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = MemJournal::new(104_857_600, BinlogPos::default());
+    let mut model = Keyspace::default();
+    fill(&journal, &mut model, 0..3);
+    let cfg = PbConfig {
+        window_items: 10,
+        frame_items: 5,
+        ..PbConfig::default()
+    };
+    let relay = start_relay(journal.clone(), cfg, None).await;
+    let wrong = start_slave(&relay, &tmp.path().join("wrong"), |c| {
+        c.ack_mode = AckMode::Wrong
+    })
+    .await;
+    let silent = start_slave(&relay, &tmp.path().join("silent"), |c| {
+        c.ack_mode = AckMode::Silent
+    })
+    .await;
+    let good = start_slave(&relay, &tmp.path().join("good"), |_| {}).await;
+    fill(&journal, &mut model, 3..10);
+    let end = *journal.synced_end().borrow();
+    good.wait_for(Duration::from_secs(20), |v| v.producer == end)
+        .await
+        .expect("the good slave is not held back by the others");
+    assert_eq!(good.lines(), model.lines());
+    // The wrong-acking slave was disconnected after its first ack and keeps re-attaching.
+    wrong
+        .wait_for(Duration::from_secs(20), |v| v.meta_syncs >= 3)
+        .await
+        .expect("disconnected and reconnected");
+    // The silent one got exactly one window of items and no more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sv = silent.view();
+    assert_eq!(sv.items, 10, "silent slave received one window");
+    let st = relay
+        .shared
+        .registry
+        .snapshot()
+        .into_iter()
+        .find(|s| s.acked == BinlogPos::default() && s.sent != BinlogPos::default())
+        .expect("silent slave listed with a full window in flight");
+    assert_eq!(st.state.label(), "BinlogSync");
+    for s in [wrong, silent, good] {
+        s.stop().await;
+    }
+}
+
+async fn raw(relay: &Relay) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", relay.port + 2000))
+        .await
+        .unwrap()
+}
+
+async fn closed(sock: &mut TcpStream) -> bool {
+    let mut b = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn frame(msg: &pika_relay::formats::pb::InnerRequest) -> Vec<u8> {
+    pika_relay::formats::pb::encode_frame(msg)
+}
+
+fn meta(auth: Option<&str>) -> pika_relay::formats::pb::InnerRequest {
+    use pika_relay::formats::pb::*;
+    InnerRequest {
+        r#type: Type::KMetaSync as i32,
+        meta_sync: Some(inner_request::MetaSync {
+            node: Node {
+                ip: "127.0.0.1".into(),
+                port: 9999,
+            },
+            auth: auth.map(String::from),
+        }),
+        ..Default::default()
+    }
+}
+
+fn try_sync(table: &str, pos: BinlogPos) -> pika_relay::formats::pb::InnerRequest {
+    use pika_relay::formats::pb::*;
+    InnerRequest {
+        r#type: Type::KTrySync as i32,
+        try_sync: Some(inner_request::TrySync {
+            node: Node {
+                ip: "127.0.0.1".into(),
+                port: 9999,
+            },
+            partition: Partition {
+                table_name: table.into(),
+                partition_id: 0,
+            },
+            binlog_offset: BinlogOffset {
+                filenum: pos.filenum,
+                offset: pos.offset,
+                term: None,
+                index: None,
+            },
+        }),
+        ..Default::default()
+    }
+}
+
+async fn one_response(sock: &mut TcpStream) -> InnerResponse {
+    read_responses(sock, |n| !n.is_empty()).await.remove(0)
+}
+
+#[tokio::test]
+async fn hostile_and_broken_requests() {
+    use pika_relay::formats::pb::{inner_response::try_sync::ReplyCode, StatusCode};
+    let journal = MemJournal::new(104_857_600, BinlogPos::default());
+    let mut model = Keyspace::default();
+    fill(&journal, &mut model, 0..2);
+    let cfg = PbConfig {
+        requirepass: Some("sekret".into()),
+        ..PbConfig::default()
+    };
+    let relay = start_relay(journal.clone(), cfg, None).await;
+
+    // Oversized length prefix: closed before any allocation.
+    let mut s = raw(&relay).await;
+    s.write_all(&[0x7f, 0xff, 0xff, 0xff, 1, 2, 3])
+        .await
+        .unwrap();
+    assert!(
+        closed(&mut s).await,
+        "oversized frame closes the connection"
+    );
+    // Bytes that are not protobuf.
+    let mut s = raw(&relay).await;
+    s.write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    assert!(closed(&mut s).await, "garbage closes the connection");
+    // A MetaSync without its required node.
+    let mut s = raw(&relay).await;
+    s.write_all(&[0, 0, 0, 4, 0x08, 0x01, 0x12, 0x00])
+        .await
+        .unwrap();
+    assert!(
+        closed(&mut s).await,
+        "missing required field closes the connection"
+    );
+    // A frame cut in the middle.
+    let mut s = raw(&relay).await;
+    let f = frame(&meta(Some("sekret")));
+    s.write_all(&f[..f.len() - 3]).await.unwrap();
+    s.shutdown().await.unwrap();
+    assert!(closed(&mut s).await);
+
+    // Wrong password: an error reply naming the cause, as Pika answers.
+    let mut s = raw(&relay).await;
+    s.write_all(&frame(&meta(Some("nope")))).await.unwrap();
+    let r = one_response(&mut s).await;
+    assert_eq!(r.code, StatusCode::KError as i32);
+    assert_eq!(
+        r.reply.as_deref(),
+        Some("Auth with master error, Invalid masterauth")
+    );
+    // Requests before a successful MetaSync close the connection.
+    s.write_all(&frame(&try_sync("db0", BinlogPos::default())))
+        .await
+        .unwrap();
+    assert!(closed(&mut s).await);
+
+    let mut s = raw(&relay).await;
+    s.write_all(&frame(&meta(Some("sekret")))).await.unwrap();
+    assert_eq!(one_response(&mut s).await.code, StatusCode::KOk as i32);
+    // Unknown db.
+    s.write_all(&frame(&try_sync("db7", BinlogPos::default())))
+        .await
+        .unwrap();
+    let r = one_response(&mut s).await;
+    assert_eq!(r.code, StatusCode::KError as i32);
+    assert_eq!(
+        r.try_sync.unwrap().reply_code,
+        ReplyCode::KError as i32,
+        "required fields set even on error"
+    );
+    // Beyond the end.
+    let end = *journal.synced_end().borrow();
+    s.write_all(&frame(&try_sync(
+        "db0",
+        BinlogPos::new(end.filenum, end.offset + 100),
+    )))
+    .await
+    .unwrap();
+    let r = one_response(&mut s).await;
+    assert_eq!(
+        r.try_sync.unwrap().reply_code,
+        ReplyCode::KSyncPointLarger as i32
+    );
+    // Inside an item.
+    s.write_all(&frame(&try_sync("db0", BinlogPos::new(0, 5))))
+        .await
+        .unwrap();
+    let r = one_response(&mut s).await;
+    assert_eq!(r.try_sync.unwrap().reply_code, ReplyCode::KError as i32);
+    // And the connection still serves: a valid TrySync gets kOk.
+    s.write_all(&frame(&try_sync("db0", BinlogPos::default())))
+        .await
+        .unwrap();
+    let r = one_response(&mut s).await;
+    assert_eq!(r.try_sync.unwrap().reply_code, ReplyCode::KOk as i32);
+
+    // After all that, a real slave double attaches and gets everything.
+    let tmp = tempfile::tempdir().unwrap();
+    let good = start_slave(&relay, tmp.path(), |c| c.masterauth = Some("sekret".into())).await;
+    good.wait_for(Duration::from_secs(20), |v| v.producer == end)
+        .await
+        .expect("relay still serving");
+    assert_eq!(good.lines(), model.lines());
+    good.stop().await;
 }

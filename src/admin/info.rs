@@ -55,7 +55,11 @@ pub fn render(section: &str, s: &RelayStatus) -> String {
     let mut out = String::new();
     if all || section == "server" {
         out.push_str("# Server\r\n");
-        let _ = write!(out, "pika_relay_version:{}\r\nrole:relay\r\n\r\n", env!("CARGO_PKG_VERSION"));
+        let _ = write!(
+            out,
+            "pika_relay_version:{}\r\nrole:relay\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
     }
     if all || section == "replication" {
         replication(&mut out, s);
@@ -78,7 +82,10 @@ pub fn render(section: &str, s: &RelayStatus) -> String {
 
 fn replication(out: &mut String, s: &RelayStatus) {
     let u = &s.upstream;
-    let (host, port) = u.master.rsplit_once(':').unwrap_or((u.master.as_str(), "0"));
+    let (host, port) = u
+        .master
+        .rsplit_once(':')
+        .unwrap_or((u.master.as_str(), "0"));
     out.push_str("# Replication(Master && SLAVE)\r\nrole:master&&slave\r\n");
     let _ = write!(
         out,
@@ -97,7 +104,9 @@ fn replication(out: &mut String, s: &RelayStatus) {
     for (i, sl) in s.slaves.iter().enumerate() {
         let lag = lag_bytes(sl.acked, s.journal_end, s.file_size);
         let lag_entries = if sl.state.label() == "BinlogSync" {
-            s.journal_next_logic_id.saturating_sub(sl.acked_next_logic_id).to_string()
+            s.journal_next_logic_id
+                .saturating_sub(sl.acked_next_logic_id)
+                .to_string()
         } else {
             "not syncing".to_string()
         };
@@ -129,9 +138,18 @@ mod tests {
     #[test]
     fn lag_across_files() {
         let fs = 1000;
-        assert_eq!(lag_bytes(BinlogPos::new(0, 900), BinlogPos::new(1, 50), fs), 150);
-        assert_eq!(lag_bytes(BinlogPos::new(1, 50), BinlogPos::new(1, 50), fs), 0);
-        assert_eq!(lag_bytes(BinlogPos::new(2, 0), BinlogPos::new(1, 50), fs), 0);
+        assert_eq!(
+            lag_bytes(BinlogPos::new(0, 900), BinlogPos::new(1, 50), fs),
+            150
+        );
+        assert_eq!(
+            lag_bytes(BinlogPos::new(1, 50), BinlogPos::new(1, 50), fs),
+            0
+        );
+        assert_eq!(
+            lag_bytes(BinlogPos::new(2, 0), BinlogPos::new(1, 50), fs),
+            0
+        );
     }
 
     #[test]
@@ -150,7 +168,9 @@ mod tests {
         };
         let text = render("replication", &s);
         assert!(text.starts_with("# Replication(Master && SLAVE)\r\nrole:master&&slave\r\n"));
-        assert!(text.contains("master_host:10.0.0.5\r\nmaster_port:9221\r\nmaster_link_status:up\r\n"));
+        assert!(
+            text.contains("master_host:10.0.0.5\r\nmaster_port:9221\r\nmaster_link_status:up\r\n")
+        );
         assert!(text.contains("upstream_binlog_offset=0 156700\r\n"));
         assert!(text.contains("connected_slaves:0\r\n"));
         assert!(text.contains("db0 binlog_offset=0 227652,safety_purge=none\r\n"));

@@ -24,7 +24,12 @@ pub type StatusFn = Arc<dyn Fn() -> RelayStatus + Send + Sync>;
 const MAX_REQUEST: usize = 64 * 1024;
 
 /// Serves port R until cancelled.
-pub async fn serve(listener: TcpListener, status: StatusFn, requirepass: Option<String>, cancel: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    status: StatusFn,
+    requirepass: Option<String>,
+    cancel: CancellationToken,
+) {
     info!(addr = ?listener.local_addr().ok(), "admin: listening (probes, PING, AUTH, INFO)");
     loop {
         tokio::select! {
@@ -73,7 +78,12 @@ fn parse_request(buf: &[u8]) -> Result<Option<(resp::Argv, usize)>, String> {
     }
 }
 
-async fn client(mut stream: TcpStream, peer: SocketAddr, status: StatusFn, pass: Option<String>) -> Result<(), String> {
+async fn client(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    status: StatusFn,
+    pass: Option<String>,
+) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(1024);
     let mut authed = pass.is_none();
     loop {
@@ -101,7 +111,12 @@ async fn client(mut stream: TcpStream, peer: SocketAddr, status: StatusFn, pass:
     }
 }
 
-fn answer(argv: &resp::Argv, status: &StatusFn, pass: Option<&str>, authed: &mut bool) -> BytesFrame {
+fn answer(
+    argv: &resp::Argv,
+    status: &StatusFn,
+    pass: Option<&str>,
+    authed: &mut bool,
+) -> BytesFrame {
     let cmd = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
     let err = |s: &str| BytesFrame::Error(s.to_string().into());
     match cmd.as_str() {
@@ -117,9 +132,15 @@ fn answer(argv: &resp::Argv, status: &StatusFn, pass: Option<&str>, authed: &mut
         },
         _ if !*authed => err("NOAUTH Authentication required."),
         "info" => {
-            let section = argv.get(1).map(|s| String::from_utf8_lossy(s).into_owned()).unwrap_or_default();
+            let section = argv
+                .get(1)
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .unwrap_or_default();
             BytesFrame::BulkString(info::render(&section, &status()).into_bytes().into())
         }
-        other => err(&format!("ERR unknown command '{}' (the relay answers PING, AUTH, INFO)", resp::escape(other.as_bytes()))),
+        other => err(&format!(
+            "ERR unknown command '{}' (the relay answers PING, AUTH, INFO)",
+            resp::escape(other.as_bytes())
+        )),
     }
 }

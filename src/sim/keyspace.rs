@@ -143,17 +143,15 @@ impl Keyspace {
             None => 0,
         };
         let nv = cur.checked_add(by).ok_or("increment overflows")?;
-        self.strings.insert(key.to_vec(), nv.to_string().into_bytes());
+        self.strings
+            .insert(key.to_vec(), nv.to_string().into_bytes());
         Ok(())
     }
 
     /// Applies one write command as Pika would, with `now` (unix seconds) for relative TTLs.
     /// Unknown commands and bad arguments are errors (a real slave would reject them too).
     pub fn apply(&mut self, argv: &[Vec<u8>], now: u64) -> Result<(), String> {
-        let name = argv
-            .first()
-            .ok_or("empty command")?
-            .to_ascii_lowercase();
+        let name = argv.first().ok_or("empty command")?.to_ascii_lowercase();
         let arg = |i: usize| -> Result<&[u8], String> {
             argv.get(i)
                 .map(|a| a.as_slice())
@@ -195,7 +193,12 @@ impl Keyspace {
                 }
             }
             b"setex" => self.set_string(key()?, arg(3)?, Some(now + num::<u64>(arg(2)?)?), now),
-            b"psetex" => self.set_string(key()?, arg(3)?, Some(now + num::<u64>(arg(2)?)? / 1000), now),
+            b"psetex" => self.set_string(
+                key()?,
+                arg(3)?,
+                Some(now + num::<u64>(arg(2)?)? / 1000),
+                now,
+            ),
             b"pksetexat" => self.set_string(key()?, arg(3)?, Some(num::<u64>(arg(2)?)?), now),
             b"getset" => self.set_string(key()?, arg(2)?, None, now),
             b"mset" => {
@@ -207,7 +210,10 @@ impl Keyspace {
                 }
             }
             b"msetnx" => {
-                if argv[1..].chunks(2).all(|kv| !self.strings.contains_key(&kv[0])) {
+                if argv[1..]
+                    .chunks(2)
+                    .all(|kv| !self.strings.contains_key(&kv[0]))
+                {
                     for kv in argv[1..].chunks(2) {
                         self.set_string(&kv[0], &kv[1], None, now);
                     }
@@ -215,16 +221,25 @@ impl Keyspace {
             }
             b"append" => {
                 let k = key()?.to_vec();
-                self.strings.entry(k).or_default().extend_from_slice(arg(2)?);
+                self.strings
+                    .entry(k)
+                    .or_default()
+                    .extend_from_slice(arg(2)?);
             }
             b"incr" => self.incr_by(key()?, 1)?,
             b"decr" => self.incr_by(key()?, -1)?,
             b"incrby" => self.incr_by(key()?, num(arg(2)?)?)?,
             b"decrby" => self.incr_by(key()?, -num::<i64>(arg(2)?)?)?,
             b"incrbyfloat" => {
-                let cur: f64 = self.strings.get(key()?).map(|v| num(v)).transpose()?.unwrap_or(0.0);
+                let cur: f64 = self
+                    .strings
+                    .get(key()?)
+                    .map(|v| num(v))
+                    .transpose()?
+                    .unwrap_or(0.0);
                 let nv = cur + num::<f64>(arg(2)?)?;
-                self.strings.insert(key()?.to_vec(), fmt_f64(nv).into_bytes());
+                self.strings
+                    .insert(key()?.to_vec(), fmt_f64(nv).into_bytes());
             }
             b"del" => {
                 for k in &argv[1..] {
@@ -244,10 +259,17 @@ impl Keyspace {
                 }
             }
             b"hset" => {
-                self.hashes.entry(key()?.to_vec()).or_default().insert(arg(2)?.to_vec(), arg(3)?.to_vec());
+                self.hashes
+                    .entry(key()?.to_vec())
+                    .or_default()
+                    .insert(arg(2)?.to_vec(), arg(3)?.to_vec());
             }
             b"hsetnx" => {
-                self.hashes.entry(key()?.to_vec()).or_default().entry(arg(2)?.to_vec()).or_insert(arg(3)?.to_vec());
+                self.hashes
+                    .entry(key()?.to_vec())
+                    .or_default()
+                    .entry(arg(2)?.to_vec())
+                    .or_insert(arg(3)?.to_vec());
             }
             b"hmset" => {
                 if argv.len() < 4 || argv.len() % 2 != 0 {
@@ -269,12 +291,18 @@ impl Keyspace {
             b"hincrby" => {
                 let h = self.hashes.entry(key()?.to_vec()).or_default();
                 let cur: i64 = h.get(arg(2)?).map(|v| num(v)).transpose()?.unwrap_or(0);
-                h.insert(arg(2)?.to_vec(), (cur + num::<i64>(arg(3)?)?).to_string().into_bytes());
+                h.insert(
+                    arg(2)?.to_vec(),
+                    (cur + num::<i64>(arg(3)?)?).to_string().into_bytes(),
+                );
             }
             b"hincrbyfloat" => {
                 let h = self.hashes.entry(key()?.to_vec()).or_default();
                 let cur: f64 = h.get(arg(2)?).map(|v| num(v)).transpose()?.unwrap_or(0.0);
-                h.insert(arg(2)?.to_vec(), fmt_f64(cur + num::<f64>(arg(3)?)?).into_bytes());
+                h.insert(
+                    arg(2)?.to_vec(),
+                    fmt_f64(cur + num::<f64>(arg(3)?)?).into_bytes(),
+                );
             }
             b"lpush" | b"rpush" | b"lpushx" | b"rpushx" => {
                 let k = key()?.to_vec();
@@ -311,7 +339,11 @@ impl Keyspace {
                     let n = l.len() as i64;
                     let norm = |x: i64| if x < 0 { (n + x).max(0) } else { x };
                     let (s, e) = (norm(num(arg(2)?)?), norm(num(arg(3)?)?).min(n - 1));
-                    *l = if s > e { VecDeque::new() } else { l.range(s as usize..=e as usize).cloned().collect() };
+                    *l = if s > e {
+                        VecDeque::new()
+                    } else {
+                        l.range(s as usize..=e as usize).cloned().collect()
+                    };
                 }
                 self.prune(key()?);
             }
@@ -319,7 +351,11 @@ impl Keyspace {
                 let count: i64 = num(arg(2)?)?;
                 let v = arg(3)?.to_vec();
                 if let Some(l) = self.lists.get_mut(key()?) {
-                    let mut left = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+                    let mut left = if count == 0 {
+                        usize::MAX
+                    } else {
+                        count.unsigned_abs() as usize
+                    };
                     let mut items: Vec<Vec<u8>> = l.drain(..).collect();
                     if count < 0 {
                         items.reverse();
@@ -396,7 +432,12 @@ impl Keyspace {
                 }
                 None => *self = Keyspace::default(),
             },
-            other => return Err(format!("unknown command `{}`", String::from_utf8_lossy(other))),
+            other => {
+                return Err(format!(
+                    "unknown command `{}`",
+                    String::from_utf8_lossy(other)
+                ))
+            }
         }
         Ok(())
     }
@@ -405,33 +446,73 @@ impl Keyspace {
     /// keyspaces hold the same data exactly when their lines are equal.
     pub fn lines(&self) -> Vec<String> {
         use crate::formats::resp::escape;
-        let ttl = |k: Kind, key: &Key| self.ttl.get(&(k, key.clone())).map(|t| t.to_string()).unwrap_or("-".into());
+        let ttl = |k: Kind, key: &Key| {
+            self.ttl
+                .get(&(k, key.clone()))
+                .map(|t| t.to_string())
+                .unwrap_or("-".into())
+        };
         let mut out = Vec::new();
         for (k, v) in &self.strings {
-            out.push(format!("string {} {} {}", escape(k), escape(v), ttl(Kind::Str, k)));
+            out.push(format!(
+                "string {} {} {}",
+                escape(k),
+                escape(v),
+                ttl(Kind::Str, k)
+            ));
         }
         for (k, h) in &self.hashes {
-            let body: Vec<String> = h.iter().map(|(f, v)| format!("{}={}", escape(f), escape(v))).collect();
-            out.push(format!("hash {} {} {}", escape(k), body.join(","), ttl(Kind::Hash, k)));
+            let body: Vec<String> = h
+                .iter()
+                .map(|(f, v)| format!("{}={}", escape(f), escape(v)))
+                .collect();
+            out.push(format!(
+                "hash {} {} {}",
+                escape(k),
+                body.join(","),
+                ttl(Kind::Hash, k)
+            ));
         }
         for (k, l) in &self.lists {
             let body: Vec<String> = l.iter().map(|v| escape(v)).collect();
-            out.push(format!("list {} {} {}", escape(k), body.join(","), ttl(Kind::List, k)));
+            out.push(format!(
+                "list {} {} {}",
+                escape(k),
+                body.join(","),
+                ttl(Kind::List, k)
+            ));
         }
         for (k, s) in &self.sets {
             let body: Vec<String> = s.iter().map(|v| escape(v)).collect();
-            out.push(format!("set {} {} {}", escape(k), body.join(","), ttl(Kind::Set, k)));
+            out.push(format!(
+                "set {} {} {}",
+                escape(k),
+                body.join(","),
+                ttl(Kind::Set, k)
+            ));
         }
         for (k, z) in &self.zsets {
-            let body: Vec<String> = z.iter().map(|(m, s)| format!("{}:{}", escape(m), fmt_f64(*s))).collect();
-            out.push(format!("zset {} {} {}", escape(k), body.join(","), ttl(Kind::Zset, k)));
+            let body: Vec<String> = z
+                .iter()
+                .map(|(m, s)| format!("{}:{}", escape(m), fmt_f64(*s)))
+                .collect();
+            out.push(format!(
+                "zset {} {} {}",
+                escape(k),
+                body.join(","),
+                ttl(Kind::Zset, k)
+            ));
         }
         out
     }
 
     /// Number of keys over all types.
     pub fn len(&self) -> usize {
-        self.strings.len() + self.hashes.len() + self.lists.len() + self.sets.len() + self.zsets.len()
+        self.strings.len()
+            + self.hashes.len()
+            + self.lists.len()
+            + self.sets.len()
+            + self.zsets.len()
     }
 
     /// Whether it holds nothing.
@@ -447,7 +528,14 @@ impl Keyspace {
         let mut files: BTreeMap<Kind, Vec<u8>> = KINDS.iter().map(|k| (*k, Vec::new())).collect();
         let ttl_cmd = |out: &mut Vec<u8>, k: Kind, key: &Key| {
             if let Some(t) = self.ttl.get(&(k, key.clone())) {
-                encode_argv_into(&[b"expireat".to_vec(), key.clone(), t.to_string().into_bytes()], out);
+                encode_argv_into(
+                    &[
+                        b"expireat".to_vec(),
+                        key.clone(),
+                        t.to_string().into_bytes(),
+                    ],
+                    out,
+                );
             }
         };
         for (k, v) in &self.strings {
@@ -479,7 +567,15 @@ impl Keyspace {
         for (k, z) in &self.zsets {
             let out = files.get_mut(&Kind::Zset).unwrap();
             for (m, s) in z {
-                encode_argv_into(&[b"zadd".to_vec(), k.clone(), fmt_f64(*s).into_bytes(), m.clone()], out);
+                encode_argv_into(
+                    &[
+                        b"zadd".to_vec(),
+                        k.clone(),
+                        fmt_f64(*s).into_bytes(),
+                        m.clone(),
+                    ],
+                    out,
+                );
             }
             ttl_cmd(out, Kind::Zset, k);
         }
@@ -497,7 +593,9 @@ impl Keyspace {
         let mut ks = Keyspace::default();
         for k in KINDS {
             let f = dir.join(k.dir()).join("data.sim");
-            let Ok(bytes) = std::fs::read(&f) else { continue };
+            let Ok(bytes) = std::fs::read(&f) else {
+                continue;
+            };
             let mut rest = bytes.as_slice();
             while !rest.is_empty() {
                 let (argv, used) = crate::formats::resp::parse_argv(rest)

@@ -36,7 +36,11 @@ impl MemJournal {
                 first: start,
                 producer: start,
                 logic_id: 0,
-                epoch: Epoch { number: 0, start, dump_dir: None },
+                epoch: Epoch {
+                    number: 0,
+                    start,
+                    dump_dir: None,
+                },
                 file_size,
             })),
             end: Arc::new(tx),
@@ -50,8 +54,16 @@ impl MemJournal {
             g.producer = BinlogPos::new(g.producer.filenum + 1, 0);
         }
         let start = g.producer;
-        let end = BinlogPos::new(start.filenum, record::record_end(start.offset, bytes.len() as u64));
-        let it = JournalItem { bytes, start, end, logic_id: g.logic_id };
+        let end = BinlogPos::new(
+            start.filenum,
+            record::record_end(start.offset, bytes.len() as u64),
+        );
+        let it = JournalItem {
+            bytes,
+            start,
+            end,
+            logic_id: g.logic_id,
+        };
         g.logic_id += 1;
         g.producer = end;
         g.items.push(it.clone());
@@ -64,10 +76,20 @@ impl MemJournal {
     pub fn append(&self, argv: &[&[u8]], exec_time: u32) -> JournalItem {
         let (pos, lid) = {
             let g = self.inner.lock().unwrap();
-            let p = if g.producer.offset > g.file_size { BinlogPos::new(g.producer.filenum + 1, 0) } else { g.producer };
+            let p = if g.producer.offset > g.file_size {
+                BinlogPos::new(g.producer.filenum + 1, 0)
+            } else {
+                g.producer
+            };
             (p, g.logic_id)
         };
-        let item = BinlogItem { exec_time, server_id: 1, logic_id: lid, pos, content: resp::encode_argv(argv) };
+        let item = BinlogItem {
+            exec_time,
+            server_id: 1,
+            logic_id: lid,
+            pos,
+            content: resp::encode_argv(argv),
+        };
         self.append_raw(item.encode())
     }
 
@@ -76,7 +98,11 @@ impl MemJournal {
         let mut g = self.inner.lock().unwrap();
         let start = g.producer;
         let n = g.epoch.number + 1;
-        g.epoch = Epoch { number: n, start, dump_dir };
+        g.epoch = Epoch {
+            number: n,
+            start,
+            dump_dir,
+        };
         start
     }
 
@@ -102,7 +128,10 @@ pub struct MemCursor {
 impl JournalCursor for MemCursor {
     fn try_next(&mut self) -> std::io::Result<Option<JournalItem>> {
         let g = self.j.inner.lock().unwrap();
-        let next = g.items.iter().find(|i| i.start >= self.pos && (i.start == self.pos || i.start.offset == 0));
+        let next = g
+            .items
+            .iter()
+            .find(|i| i.start >= self.pos && (i.start == self.pos || i.start.offset == 0));
         Ok(next.cloned().inspect(|i| self.pos = i.end))
     }
     fn position(&self) -> BinlogPos {
@@ -127,7 +156,10 @@ impl JournalSource for MemJournal {
         }
     }
     fn open(&self, pos: BinlogPos) -> std::io::Result<MemCursor> {
-        Ok(MemCursor { j: self.clone(), pos })
+        Ok(MemCursor {
+            j: self.clone(),
+            pos,
+        })
     }
     fn synced_end(&self) -> watch::Receiver<BinlogPos> {
         self.end.subscribe()
@@ -148,6 +180,10 @@ impl MemJournal {
     pub fn set_epoch_at(&self, at: BinlogPos, dump_dir: Option<std::path::PathBuf>) {
         let mut g = self.inner.lock().unwrap();
         let n = g.epoch.number + 1;
-        g.epoch = Epoch { number: n, start: at, dump_dir };
+        g.epoch = Epoch {
+            number: n,
+            start: at,
+            dump_dir,
+        };
     }
 }

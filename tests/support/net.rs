@@ -12,7 +12,9 @@ pub fn free_base(shifts: &[u16]) -> u16 {
         if p > 60000 {
             continue;
         }
-        let ok = shifts.iter().all(|s| TcpListener::bind(("127.0.0.1", p + s)).is_ok());
+        let ok = shifts
+            .iter()
+            .all(|s| TcpListener::bind(("127.0.0.1", p + s)).is_ok());
         drop(l);
         if ok {
             return p;

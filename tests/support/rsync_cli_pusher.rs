@@ -18,11 +18,17 @@ pub struct RsyncCliPusher {
 }
 
 fn rsync(args: &[String]) -> Result<(), String> {
-    let out = Command::new("rsync").args(args).output().map_err(|e| format!("run rsync (install the rsync package): {e}"))?;
+    let out = Command::new("rsync")
+        .args(args)
+        .output()
+        .map_err(|e| format!("run rsync (install the rsync package): {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("rsync {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "rsync {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -37,9 +43,16 @@ impl DumpPusher for RsyncCliPusher {
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+                    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| e.to_string())?;
                 }
-                let dest = |c: &str| format!("rsync_user@{}::document/{}/{c}", req.target.ip(), req.remote_path);
+                let dest = |c: &str| {
+                    format!(
+                        "rsync_user@{}::document/{}/{c}",
+                        req.target.ip(),
+                        req.remote_path
+                    )
+                };
                 let common = |v: &mut Vec<String>| {
                     v.push(format!("--password-file={}", secret.display()));
                     v.push(format!("--port={}", req.target.port()));
@@ -52,7 +65,11 @@ impl DumpPusher for RsyncCliPusher {
                             continue;
                         }
                         for f in std::fs::read_dir(&src).map_err(|e| e.to_string())? {
-                            bytes += f.map_err(|e| e.to_string())?.metadata().map(|m| m.len()).unwrap_or(0);
+                            bytes += f
+                                .map_err(|e| e.to_string())?
+                                .metadata()
+                                .map(|m| m.len())
+                                .unwrap_or(0);
                         }
                         let mut a = vec!["-avP".to_string(), "--bwlimit=1048576".into()];
                         common(&mut a);

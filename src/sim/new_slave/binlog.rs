@@ -116,14 +116,26 @@ impl SlaveBinlog {
                 }
             }
             b"setex" => Some(vec![v("pksetexat"), arg(1), abs(n(&arg(2))?), arg(3)]),
-            b"psetex" => Some(vec![v("pksetexat"), arg(1), abs(n(&arg(2))? / 1000), arg(3)]),
+            b"psetex" => Some(vec![
+                v("pksetexat"),
+                arg(1),
+                abs(n(&arg(2))? / 1000),
+                arg(3),
+            ]),
             b"setnx" if self.version != SlaveVersion::V33 => {
-                let exists = ks.lines().iter().any(|l| l.starts_with(&format!("string {} ", resp::escape(&arg(1)))));
+                let exists = ks
+                    .lines()
+                    .iter()
+                    .any(|l| l.starts_with(&format!("string {} ", resp::escape(&arg(1)))));
                 (!exists).then(|| vec![v("set"), arg(1), arg(2)])
             }
             b"expire" => Some(vec![v("expireat"), arg(1), abs(n(&arg(2))?)]),
             b"pexpire" => Some(vec![v("expireat"), arg(1), abs(n(&arg(2))? / 1000)]),
-            b"pexpireat" => Some(vec![v("expireat"), arg(1), (n(&arg(2))? / 1000).to_string().into_bytes()]),
+            b"pexpireat" => Some(vec![
+                v("expireat"),
+                arg(1),
+                (n(&arg(2))? / 1000).to_string().into_bytes(),
+            ]),
             b"incr" | b"incrby" | b"decr" | b"decrby" if self.version == SlaveVersion::V31 => {
                 let mut after = ks.clone();
                 after.apply(argv, u64::from(now)).ok()?;
@@ -140,7 +152,12 @@ impl SlaveBinlog {
 
     /// Appends one item with the received header fields and the given command; returns the new
     /// producer position.
-    pub fn append(&mut self, header: &BinlogItem, argv: &[Vec<u8>], now: u32) -> std::io::Result<BinlogPos> {
+    pub fn append(
+        &mut self,
+        header: &BinlogItem,
+        argv: &[Vec<u8>],
+        now: u32,
+    ) -> std::io::Result<BinlogPos> {
         if self.producer.offset > self.file_size {
             self.producer = BinlogPos::new(self.producer.filenum + 1, 0);
             self.open(self.producer.filenum, true)?;

@@ -137,9 +137,17 @@ impl NewSlave {
         let dbsync = cfg.data_dir.join("dbsync");
         let secret = cfg.masterauth.clone().unwrap_or_else(|| "default".into());
         let rsyncd = rsyncd::RsyncDaemon::start(&cfg.data_dir, &dbsync, cfg.port + 1000, &secret)?;
-        let (ks, pos) = cfg.seed.clone().map(|(p, k)| (k, Some(p))).unwrap_or_default();
+        let (ks, pos) = cfg
+            .seed
+            .clone()
+            .map(|(p, k)| (k, Some(p)))
+            .unwrap_or_default();
         let keyspace = Arc::new(Mutex::new(ks));
-        let mut binlog = binlog::SlaveBinlog::new(cfg.data_dir.join("log_db0"), cfg.binlog_file_size, cfg.version)?;
+        let mut binlog = binlog::SlaveBinlog::new(
+            cfg.data_dir.join("log_db0"),
+            cfg.binlog_file_size,
+            cfg.version,
+        )?;
         if let Some(p) = pos {
             binlog.set_producer_status(p, session::now())?;
         }
@@ -153,7 +161,13 @@ impl NewSlave {
             meta_syncs: 0,
         });
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(session::run(cfg, binlog, keyspace.clone(), tx, cancel.clone()));
+        let task = tokio::spawn(session::run(
+            cfg,
+            binlog,
+            keyspace.clone(),
+            tx,
+            cancel.clone(),
+        ));
         Ok(NewSlave {
             keyspace,
             view,
@@ -179,7 +193,11 @@ impl NewSlave {
     }
 
     /// Waits until `f` holds for the view, or `timeout`.
-    pub async fn wait_for(&self, timeout: Duration, f: impl Fn(&SlaveView) -> bool) -> Result<SlaveView, SlaveView> {
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        f: impl Fn(&SlaveView) -> bool,
+    ) -> Result<SlaveView, SlaveView> {
         let mut rx = self.view.clone();
         let r = tokio::time::timeout(timeout, async {
             loop {

@@ -26,7 +26,12 @@ fn running_as_root() -> bool {
 
 impl RsyncDaemon {
     /// Starts the daemon on 127.0.0.1:`port` serving `dbsync_path` as module `document`.
-    pub fn start(work: &Path, dbsync_path: &Path, port: u16, secret: &str) -> std::io::Result<RsyncDaemon> {
+    pub fn start(
+        work: &Path,
+        dbsync_path: &Path,
+        port: u16,
+        secret: &str,
+    ) -> std::io::Result<RsyncDaemon> {
         let rdir = work.join("rsync");
         std::fs::create_dir_all(&rdir)?;
         std::fs::create_dir_all(dbsync_path)?;
@@ -63,16 +68,25 @@ impl RsyncDaemon {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start `rsync --daemon` (install the rsync package): {e}")))?;
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot start `rsync --daemon` (install the rsync package): {e}"),
+                )
+            })?;
         let mut d = RsyncDaemon { child, port };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = d.child.try_wait() {
-                return Err(std::io::Error::other(format!("rsync daemon exited at start: {status}")));
+                return Err(std::io::Error::other(format!(
+                    "rsync daemon exited at start: {status}"
+                )));
             }
             if Instant::now() > deadline {
                 let _ = d.child.kill();
-                return Err(std::io::Error::other("rsync daemon did not listen within 10 s"));
+                return Err(std::io::Error::other(
+                    "rsync daemon did not listen within 10 s",
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -4,7 +4,10 @@ use super::binlog::{SlaveBinlog, SlaveVersion};
 use super::{AckMode, DbState, NewSlaveConfig, SlaveView};
 use crate::formats::info::DumpInfo;
 use crate::formats::item::BinlogItem;
-use crate::formats::pb::{self, inner_request, inner_response, BinlogOffset, InnerRequest, InnerResponse, Node, Partition, StatusCode, Type};
+use crate::formats::pb::{
+    self, inner_request, inner_response, BinlogOffset, InnerRequest, InnerResponse, Node,
+    Partition, StatusCode, Type,
+};
 use crate::formats::{resp, BinlogPos};
 use crate::sim::keyspace::Keyspace;
 use bytes::{Buf, BytesMut};
@@ -49,7 +52,9 @@ async fn send(s: &mut TcpStream, r: &InnerRequest) -> std::io::Result<()> {
 
 async fn read_response(s: &mut TcpStream, buf: &mut BytesMut) -> Result<InnerResponse, String> {
     loop {
-        if let Some((body, used)) = pb::split_frame(buf, pb::DEFAULT_MAX_FRAME).map_err(|e| e.to_string())? {
+        if let Some((body, used)) =
+            pb::split_frame(buf, pb::DEFAULT_MAX_FRAME).map_err(|e| e.to_string())?
+        {
             let r = pb::decode_response(body).map_err(|e| format!("unparsable response: {e}"));
             buf.advance(used);
             return r;
@@ -89,7 +94,10 @@ pub(super) async fn run(
         };
         match r {
             Err(e) if e.starts_with("sticky:") => {
-                warn!("new-slave double {}: {e}; stays in error (like PIKA_REPL_ERROR)", s.cfg.port);
+                warn!(
+                    "new-slave double {}: {e}; stays in error (like PIKA_REPL_ERROR)",
+                    s.cfg.port
+                );
                 s.set_state(DbState::Error(e));
                 cancel.cancelled().await;
                 return;
@@ -140,18 +148,26 @@ impl Session {
     }
 
     async fn probe(&mut self) -> Result<(), String> {
-        let s = tokio::time::timeout(Duration::from_millis(1500), TcpStream::connect(self.cfg.master))
-            .await
-            .map_err(|_| "probe of the master port timed out".to_string())?
-            .map_err(|e| format!("probe of the master port failed: {e}"))?;
-        self.local_ip = s.local_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".into());
+        let s = tokio::time::timeout(
+            Duration::from_millis(1500),
+            TcpStream::connect(self.cfg.master),
+        )
+        .await
+        .map_err(|_| "probe of the master port timed out".to_string())?
+        .map_err(|e| format!("probe of the master port failed: {e}"))?;
+        self.local_ip = s
+            .local_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|_| "127.0.0.1".into());
         Ok(())
     }
 
     async fn connection(&mut self, force: &mut bool) -> Result<(), String> {
         self.probe().await?;
         let repl = std::net::SocketAddr::new(self.cfg.master.ip(), self.cfg.master.port() + 2000);
-        let mut sock = TcpStream::connect(repl).await.map_err(|e| format!("connect {repl}: {e}"))?;
+        let mut sock = TcpStream::connect(repl)
+            .await
+            .map_err(|e| format!("connect {repl}: {e}"))?;
         let mut buf = BytesMut::new();
         let req = InnerRequest {
             r#type: Type::KMetaSync as i32,
@@ -162,20 +178,38 @@ impl Session {
             ..Default::default()
         };
         send(&mut sock, &req).await.map_err(|e| e.to_string())?;
-        let r = read_response(&mut sock, &mut buf).await.map_err(|e| format!("sticky: MetaSync: {e}"))?;
+        let r = read_response(&mut sock, &mut buf)
+            .await
+            .map_err(|e| format!("sticky: MetaSync: {e}"))?;
         if r.code != StatusCode::KOk as i32 {
-            return Err(format!("sticky: MetaSync refused: {}", r.reply.unwrap_or_default()));
+            return Err(format!(
+                "sticky: MetaSync refused: {}",
+                r.reply.unwrap_or_default()
+            ));
         }
-        let ms = r.meta_sync.ok_or("sticky: MetaSync reply without meta_sync")?;
-        let tables: Vec<(String, i32)> = ms.tables_info.iter().map(|t| (t.table_name.clone(), t.partition_num)).collect();
+        let ms = r
+            .meta_sync
+            .ok_or("sticky: MetaSync reply without meta_sync")?;
+        let tables: Vec<(String, i32)> = ms
+            .tables_info
+            .iter()
+            .map(|t| (t.table_name.clone(), t.partition_num))
+            .collect();
         if !ms.classic_mode || tables != vec![("db0".to_string(), 1)] {
-            return Err(format!("sticky: MetaSync table mismatch: classic {} tables {tables:?}", ms.classic_mode));
+            return Err(format!(
+                "sticky: MetaSync table mismatch: classic {} tables {tables:?}",
+                ms.classic_mode
+            ));
         }
         self.view.send_modify(|v| v.meta_syncs += 1);
         if self.cfg.version != SlaveVersion::V31 {
             self.probe().await?;
         }
-        let first = if *force { DbState::TryDbSync } else { DbState::TryConnect };
+        let first = if *force {
+            DbState::TryDbSync
+        } else {
+            DbState::TryConnect
+        };
         *force = false;
         self.set_state(first);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -235,7 +269,13 @@ impl Session {
         Ok(())
     }
 
-    async fn ack(&mut self, sock: &mut TcpStream, start: BinlogOffset, end: BinlogOffset, first: bool) -> Result<(), String> {
+    async fn ack(
+        &mut self,
+        sock: &mut TcpStream,
+        start: BinlogOffset,
+        end: BinlogOffset,
+        first: bool,
+    ) -> Result<(), String> {
         let req = InnerRequest {
             r#type: Type::KBinlogSync as i32,
             binlog_sync: Some(inner_request::BinlogSync {
@@ -258,7 +298,10 @@ impl Session {
         match Type::try_from(r.r#type) {
             Ok(Type::KTrySync) => {
                 if r.code != StatusCode::KOk as i32 {
-                    warn!("new-slave double {}: TrySync answered with an error: {:?}", self.cfg.port, r.reply);
+                    warn!(
+                        "new-slave double {}: TrySync answered with an error: {:?}",
+                        self.cfg.port, r.reply
+                    );
                     return Ok(());
                 }
                 let t = r.try_sync.ok_or("TrySync reply without try_sync")?;
@@ -284,12 +327,19 @@ impl Session {
                 self.set_state(DbState::WaitDbSync);
             }
             Ok(Type::KBinlogSync) => self.on_binlog(sock, r.binlog_sync).await?,
-            other => debug!("new-slave double {}: ignoring response {other:?}", self.cfg.port),
+            other => debug!(
+                "new-slave double {}: ignoring response {other:?}",
+                self.cfg.port
+            ),
         }
         Ok(())
     }
 
-    async fn on_binlog(&mut self, sock: &mut TcpStream, items: Vec<inner_response::BinlogSync>) -> Result<(), String> {
+    async fn on_binlog(
+        &mut self,
+        sock: &mut TcpStream,
+        items: Vec<inner_response::BinlogSync>,
+    ) -> Result<(), String> {
         if !matches!(self.state, DbState::Connected | DbState::WaitDbSync) {
             return Ok(());
         }
@@ -297,23 +347,31 @@ impl Session {
         let mut last_term = 0;
         for it in &items {
             if it.session_id != self.session_id {
-                warn!("new-slave double {}: item with session {} (mine {}): back to TrySync", self.cfg.port, it.session_id, self.session_id);
+                warn!(
+                    "new-slave double {}: item with session {} (mine {}): back to TrySync",
+                    self.cfg.port, it.session_id, self.session_id
+                );
                 self.set_state(DbState::TryConnect);
                 return Ok(());
             }
             if it.binlog.is_empty() {
                 continue;
             }
-            ack_start.get_or_insert(it.binlog_offset.clone());
+            ack_start.get_or_insert(it.binlog_offset);
             last_term = it.binlog_offset.term.unwrap_or(0);
-            let decoded = BinlogItem::decode(&it.binlog).map_err(|e| e.to_string()).and_then(|h| {
-                let argv = resp::parse_argv_exact(&h.content).map_err(|e| e.to_string())?;
-                Ok((h, argv))
-            });
+            let decoded = BinlogItem::decode(&it.binlog)
+                .map_err(|e| e.to_string())
+                .and_then(|h| {
+                    let argv = resp::parse_argv_exact(&h.content).map_err(|e| e.to_string())?;
+                    Ok((h, argv))
+                });
             let (header, argv) = match decoded {
                 Ok(x) => x,
                 Err(e) => {
-                    warn!("new-slave double {}: bad item: {e}: back to TrySync", self.cfg.port);
+                    warn!(
+                        "new-slave double {}: bad item: {e}: back to TrySync",
+                        self.cfg.port
+                    );
                     self.set_state(DbState::TryConnect);
                     return Ok(());
                 }
@@ -324,11 +382,20 @@ impl Session {
                 self.binlog.binlog_form(&argv, &ks, t)
             };
             if let Some(form) = form {
-                self.binlog.append(&header, &form, t).map_err(|e| e.to_string())?;
+                self.binlog
+                    .append(&header, &form, t)
+                    .map_err(|e| e.to_string())?;
             }
-            let applied = self.keyspace.lock().unwrap().apply(&argv, u64::from(header.exec_time));
+            let applied = self
+                .keyspace
+                .lock()
+                .unwrap()
+                .apply(&argv, u64::from(header.exec_time));
             if let Err(e) = applied {
-                warn!("new-slave double {}: command rejected: {e}: back to TrySync", self.cfg.port);
+                warn!(
+                    "new-slave double {}: command rejected: {e}: back to TrySync",
+                    self.cfg.port
+                );
                 self.set_state(DbState::TryConnect);
                 return Ok(());
             }
@@ -347,7 +414,10 @@ impl Session {
             }
             _ => {
                 let ti = self.v33().then_some((0, 0));
-                (offset(BinlogPos::default(), ti), offset(BinlogPos::default(), ti))
+                (
+                    offset(BinlogPos::default(), ti),
+                    offset(BinlogPos::default(), ti),
+                )
             }
         };
         if self.cfg.ack_mode != AckMode::Silent {
@@ -367,7 +437,10 @@ impl Session {
                 }
             }
             DbState::Connected if self.last_recv.elapsed() > self.cfg.recv_timeout => {
-                warn!("new-slave double {}: nothing from the master for {:?}: back to TrySync", self.cfg.port, self.cfg.recv_timeout);
+                warn!(
+                    "new-slave double {}: nothing from the master for {:?}: back to TrySync",
+                    self.cfg.port, self.cfg.recv_timeout
+                );
                 self.set_state(DbState::TryConnect);
             }
             _ => {}
@@ -380,7 +453,13 @@ impl Session {
         let info = match DumpInfo::parse(&text) {
             Ok(i) if i.ip == self.cfg.master_ip && i.port == self.cfg.master.port() => i,
             Ok(i) => {
-                self.set_state(DbState::Error(format!("info names master {}:{}, not {}:{}", i.ip, i.port, self.cfg.master_ip, self.cfg.master.port())));
+                self.set_state(DbState::Error(format!(
+                    "info names master {}:{}, not {}:{}",
+                    i.ip,
+                    i.port,
+                    self.cfg.master_ip,
+                    self.cfg.master.port()
+                )));
                 return Ok(());
             }
             Err(e) => {
@@ -391,8 +470,14 @@ impl Session {
         let _ = std::fs::remove_file(info_path);
         let ks = Keyspace::load_dump(&self.dbsync_dir())?;
         *self.keyspace.lock().unwrap() = ks;
-        self.binlog.set_producer_status(info.pos, now()).map_err(|e| e.to_string())?;
-        info!("new-slave double {}: full sync loaded, binlog at {}", self.cfg.port, self.binlog.producer());
+        self.binlog
+            .set_producer_status(info.pos, now())
+            .map_err(|e| e.to_string())?;
+        info!(
+            "new-slave double {}: full sync loaded, binlog at {}",
+            self.cfg.port,
+            self.binlog.producer()
+        );
         self.view.send_modify(|v| v.full_syncs += 1);
         self.set_state(DbState::TryConnect);
         Ok(())
