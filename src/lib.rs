@@ -7,11 +7,13 @@
 //! - [`downstream`]: the protobuf master new Pika slaves attach to.
 //! - [`admin`]: the relay's own port R (probes, PING, AUTH, INFO).
 //! - [`sim`]: faithful doubles of a new Pika slave (and a keyspace model) for tests and `demo`.
+//! - [`config`]: the TOML settings and their defaults.
 //! - [`cli`]: the offline tools behind `pika-relay inspect` and `pika-relay seed-manifest`.
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod cli;
+pub mod config;
 pub mod downstream;
 pub mod formats;
 pub mod pipeline;

@@ -37,6 +37,14 @@ pub struct RelayStatus {
     pub epoch_start: BinlogPos,
     /// Downstream slaves.
     pub slaves: Vec<SlaveStatus>,
+    /// Entries received from the old master.
+    pub entries_in: u64,
+    /// Bytes of binlog received from the old master.
+    pub bytes_in: u64,
+    /// Bytes of the journal on disk.
+    pub journal_bytes: u64,
+    /// Bytes of the current upstream full sync received so far (0 when none runs).
+    pub fullsync_bytes: u64,
 }
 
 /// Bytes between two positions, counting whole files of `file_size` in between (Pika's lag).

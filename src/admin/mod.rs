@@ -5,6 +5,7 @@
 //! `redis-protocol`.
 
 pub mod info;
+pub mod metrics;
 
 use crate::formats::resp;
 use bytes::{Buf, BytesMut};

@@ -1,0 +1,351 @@
+//! The relay's settings: one TOML file (see `pika-relay.example.toml`, which documents every
+//! key) whose values command-line flags override. Defaults are Pika's where Pika has one.
+
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Every setting of a relay.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listening ports and addresses.
+    pub relay: RelaySection,
+    /// The old master.
+    pub upstream: UpstreamSection,
+    /// New slaves.
+    pub downstream: DownstreamSection,
+    /// The durable journal.
+    pub journal: JournalSection,
+    /// Embedded rsync.
+    pub rsync: RsyncSection,
+    /// Prometheus endpoint.
+    pub metrics: MetricsSection,
+}
+
+/// `[relay]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySection {
+    /// Base port R; the relay also listens on R+1000, R+2000 and R+3000.
+    pub port: u16,
+    /// Address the listeners bind to.
+    pub bind: IpAddr,
+    /// The ip the old master and the new slaves use to reach the relay (sent in `trysync`,
+    /// written to DBSync `info` files; new slaves must `slaveof` exactly this ip).
+    pub advertise_ip: String,
+    /// Journal, dumps and state.
+    pub data_dir: PathBuf,
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter).
+    pub log_level: String,
+}
+
+/// What to do when the old master wants a full sync.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FullSyncPolicy {
+    /// Receive the dump on R+3000 and continue.
+    Allow,
+    /// Stop with a message (like `pika_port -e`).
+    Refuse,
+}
+
+/// Which old protocol the master speaks.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum OldVersion {
+    /// 2.3.x: raw RESP arrays on R+1000.
+    #[serde(rename = "2.3")]
+    V23,
+    /// 3.0.x: framed items on R+1000.
+    #[serde(rename = "3.0")]
+    V30,
+    /// Detect from the first bytes the master pushes.
+    #[serde(rename = "auto")]
+    Auto,
+}
+
+/// `[upstream]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSection {
+    /// `host:port` of the old master.
+    pub master: String,
+    /// The master's `requirepass` (sent as `auth`); empty = none.
+    pub masterauth: String,
+    /// 2.3, 3.0 or auto.
+    pub old_version: OldVersion,
+    /// Start with a full sync (`slaveof ... force`: trysync 4294967295 0).
+    pub force_full_sync: bool,
+    /// allow or refuse.
+    pub full_sync: FullSyncPolicy,
+    /// How long to wait for the master's dump to arrive.
+    pub full_sync_timeout_secs: u64,
+    /// The master's `binlog-file-size` (needed to follow its positions).
+    pub master_binlog_file_size: u64,
+}
+
+/// `[downstream]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownstreamSection {
+    /// Password new slaves must send as `masterauth`; empty = none.
+    pub requirepass: String,
+    /// `databases` of the new slaves (data flows in db0).
+    pub databases: u32,
+    /// Items in flight per slave (Pika's `sync-window-size`).
+    pub window_items: usize,
+    /// Keepalive interval in milliseconds.
+    pub keepalive_ms: u64,
+    /// Drop a slave that sent nothing for this long (seconds).
+    pub slave_timeout_secs: u64,
+}
+
+/// Durability of appends.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// fsync after every entry.
+    Always,
+    /// fsync every `sync_every_entries` entries or `sync_every_ms`, whichever first.
+    Group,
+}
+
+/// `[journal]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalSection {
+    /// Must equal the new slaves' `binlog-file-size`.
+    pub binlog_file_size: u64,
+    /// always or group.
+    pub sync: SyncMode,
+    /// Group commit: entries per fsync at most.
+    pub sync_every_entries: usize,
+    /// Group commit: milliseconds between fsyncs at most.
+    pub sync_every_ms: u64,
+    /// Keep at least this many files.
+    pub retention_files: usize,
+    /// Purge files older than this (hours) once over `retention_files`, unless a slave needs them.
+    pub retention_hours: u64,
+    /// Hard cap on journal bytes (0 = none); over it, files are purged even if a slave needs them.
+    pub disk_cap_bytes: u64,
+}
+
+/// `[rsync]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RsyncSection {
+    /// Most files one full sync may create.
+    pub max_files: u64,
+    /// Largest single file.
+    pub max_file_bytes: u64,
+    /// Largest dump.
+    pub max_total_bytes: u64,
+    /// Bandwidth limit of pushes to new slaves, KiB/s (0 = none).
+    pub bwlimit_kbps: u64,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `ip:port` of the Prometheus endpoint; empty = off.
+    pub listen: String,
+}
+
+impl Default for RelaySection {
+    fn default() -> Self {
+        RelaySection {
+            port: 9301,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            advertise_ip: String::new(),
+            data_dir: PathBuf::from("./pika-relay-data"),
+            log_level: "info".into(),
+        }
+    }
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        UpstreamSection {
+            master: String::new(),
+            masterauth: String::new(),
+            old_version: OldVersion::Auto,
+            force_full_sync: false,
+            full_sync: FullSyncPolicy::Allow,
+            full_sync_timeout_secs: 3600,
+            master_binlog_file_size: 104_857_600,
+        }
+    }
+}
+
+impl Default for DownstreamSection {
+    fn default() -> Self {
+        DownstreamSection {
+            requirepass: String::new(),
+            databases: 1,
+            window_items: 9000,
+            keepalive_ms: 2000,
+            slave_timeout_secs: 20,
+        }
+    }
+}
+
+impl Default for JournalSection {
+    fn default() -> Self {
+        JournalSection {
+            binlog_file_size: 104_857_600,
+            sync: SyncMode::Group,
+            sync_every_entries: 1000,
+            sync_every_ms: 10,
+            retention_files: 10,
+            retention_hours: 168,
+            disk_cap_bytes: 0,
+        }
+    }
+}
+
+impl Default for RsyncSection {
+    fn default() -> Self {
+        RsyncSection {
+            max_files: 1_000_000,
+            max_file_bytes: 1 << 40,
+            max_total_bytes: 4 << 40,
+            bwlimit_kbps: 0,
+        }
+    }
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: "127.0.0.1:9401".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            relay: RelaySection::default(),
+            upstream: UpstreamSection::default(),
+            downstream: DownstreamSection::default(),
+            journal: JournalSection::default(),
+            rsync: RsyncSection::default(),
+            metrics: MetricsSection::default(),
+        }
+    }
+}
+
+/// A setting that makes no sense; the text says which key and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("config {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Checks the values; every message names the key and what to do.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let e = |s: String| Err(ConfigError(s));
+        if self.upstream.master.is_empty() {
+            return e(
+                "upstream.master is not set: pass --master HOST:PORT (the old Pika master)".into(),
+            );
+        }
+        if !self.upstream.master.contains(':') {
+            return e(format!(
+                "upstream.master {:?} must be HOST:PORT",
+                self.upstream.master
+            ));
+        }
+        if self.relay.port == 0 || self.relay.port > 65535 - 3000 {
+            return e(format!(
+                "relay.port {} leaves no room for R+3000: pick a port below 62535",
+                self.relay.port
+            ));
+        }
+        for (k, v) in [
+            ("journal.binlog_file_size", self.journal.binlog_file_size),
+            (
+                "upstream.master_binlog_file_size",
+                self.upstream.master_binlog_file_size,
+            ),
+        ] {
+            if !(1024..=1 << 30).contains(&v) {
+                return e(format!(
+                    "{k} = {v}: Pika accepts 1024 .. 1073741824 (and must match the peer's)"
+                ));
+            }
+        }
+        if self.downstream.databases == 0 || self.downstream.databases > 8 {
+            return e(format!(
+                "downstream.databases = {}: Pika allows 1..8",
+                self.downstream.databases
+            ));
+        }
+        if self.downstream.window_items == 0 || self.downstream.window_items > 90_000 {
+            return e(format!(
+                "downstream.window_items = {}: Pika allows 1..90000",
+                self.downstream.window_items
+            ));
+        }
+        if self.journal.sync == SyncMode::Group && self.journal.sync_every_entries == 0 {
+            return e("journal.sync_every_entries must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The ip written into `trysync` and DBSync `info` files.
+    pub fn advertise_ip(&self) -> String {
+        if !self.relay.advertise_ip.is_empty() {
+            return self.relay.advertise_ip.clone();
+        }
+        if self.relay.bind.is_unspecified() {
+            "127.0.0.1".into()
+        } else {
+            self.relay.bind.to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_to_the_defaults_it_documents() {
+        let text = include_str!("../pika-relay.example.toml");
+        let c = Config::from_toml(text).unwrap();
+        let mut d = Config::default();
+        d.upstream.master = "10.0.0.5:9221".into();
+        d.relay.advertise_ip = "10.0.0.9".into();
+        d.relay.data_dir = "/var/lib/pika-relay".into();
+        assert_eq!(c, d);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Config::from_toml("[relay]\nprot = 1\n").unwrap_err().0;
+        assert!(e.contains("prot"), "{e}");
+        let mut c = Config::default();
+        assert!(c.validate().unwrap_err().0.contains("--master"));
+        c.upstream.master = "m:1".into();
+        c.journal.binlog_file_size = 10;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("journal.binlog_file_size"));
+    }
+}
