@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// Every setting of a relay.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Listening ports and addresses.
@@ -219,19 +219,6 @@ impl Default for MetricsSection {
     fn default() -> Self {
         MetricsSection {
             listen: "127.0.0.1:9401".into(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            relay: RelaySection::default(),
-            upstream: UpstreamSection::default(),
-            downstream: DownstreamSection::default(),
-            journal: JournalSection::default(),
-            rsync: RsyncSection::default(),
-            metrics: MetricsSection::default(),
         }
     }
 }
