@@ -8,6 +8,7 @@
 //! - [`admin`]: the relay's own port R (probes, PING, AUTH, INFO).
 //! - [`sim`]: faithful doubles of a new Pika slave (and a keyspace model) for tests and `demo`.
 //! - [`config`]: the TOML settings and their defaults.
+//! - [`relay`]: the parts wired into one relay; pre-flight checks.
 //! - [`cli`]: the offline tools behind `pika-relay inspect` and `pika-relay seed-manifest`.
 #![warn(missing_docs)]
 
@@ -17,4 +18,5 @@ pub mod config;
 pub mod downstream;
 pub mod formats;
 pub mod pipeline;
+pub mod relay;
 pub mod sim;
