@@ -18,6 +18,7 @@ use crate::formats::item::BinlogItem;
 use crate::formats::manifest::Manifest;
 use crate::formats::BinlogPos;
 use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -115,6 +116,9 @@ pub(crate) fn open(cfg: &JournalConfig) -> Result<Opened, JournalError> {
         file.set_len(m.end.offset).map_err(io(format!("truncate {}", path.display())))?;
         file.sync_all().map_err(io(format!("sync {}", path.display())))?;
     }
+    (&file)
+        .seek(SeekFrom::Start(m.end.offset))
+        .map_err(io(format!("seek {}", path.display())))?;
     if !removed.is_empty() || !files.contains(&n) {
         sync_dir(dir).map_err(io(format!("sync {}", dir.display())))?;
     }
