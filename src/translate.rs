@@ -122,8 +122,26 @@ const RULES: &[(&str, Rule)] = &[
     ("flushall", rule_flushall),
     ("flushdb", rule_flushdb),
     ("padding", |_, _, _| Out::Padding),
-    ("spop", |_, a, c| Out::Unsafe(c.spop, if a.len() > 2 { "spop with count" } else { "spop" })),
-    ("setnx", |_, a, _| Out::Unsafe(Policy::Pass, if a.len() == 3 { "setnx" } else { "setnx (bad arity)" })),
+    ("spop", |_, a, c| {
+        Out::Unsafe(
+            c.spop,
+            if a.len() > 2 {
+                "spop with count"
+            } else {
+                "spop"
+            },
+        )
+    }),
+    ("setnx", |_, a, _| {
+        Out::Unsafe(
+            Policy::Pass,
+            if a.len() == 3 {
+                "setnx"
+            } else {
+                "setnx (bad arity)"
+            },
+        )
+    }),
 ];
 
 /// Turns [`OldEntry`]s into canonical [`NewEntry`]s by the rules in the module documentation.
@@ -326,7 +344,11 @@ fn rule_set(t: u32, a: &Argv, _: &TranslateConfig) -> Out {
             if v <= 0 {
                 return Out::Malformed("set … EX/PX with a non-positive time");
             }
-            ttl = Some(if o.eq_ignore_ascii_case(b"px") { v / 1000 } else { v });
+            ttl = Some(if o.eq_ignore_ascii_case(b"px") {
+                v / 1000
+            } else {
+                v
+            });
         } else {
             return Out::Malformed("set with an unknown option");
         }

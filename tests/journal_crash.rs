@@ -19,7 +19,11 @@ use support::{read_all_items, tiny};
 fn entry(i: usize, vlen: usize) -> NewEntry {
     NewEntry {
         exec_time: 1_700_000_000 + i as u32,
-        argv: vec![b"set".to_vec(), format!("k{i}").into_bytes(), vec![(i % 251) as u8; vlen]],
+        argv: vec![
+            b"set".to_vec(),
+            format!("k{i}").into_bytes(),
+            vec![(i % 251) as u8; vlen],
+        ],
     }
 }
 
@@ -30,7 +34,11 @@ struct Acked {
 }
 
 fn tear_newest_meta_slot(dir: &std::path::Path) {
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(dir.join(META_FILE)).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(META_FILE))
+        .unwrap();
     let mut b = [0u8; 1024];
     f.read_exact_at(&mut b, 0).unwrap();
     let seq = |o: usize| u64::from_le_bytes(b[o + 8..o + 16].try_into().unwrap());
@@ -38,12 +46,20 @@ fn tear_newest_meta_slot(dir: &std::path::Path) {
     f.write_all_at(&[0x5a; 16], newest as u64 + 20).unwrap();
 }
 
-fn run(ops: &[(usize, usize, bool)], file_size: u64, seed: u64, torn_meta: bool) -> Result<(), TestCaseError> {
+fn run(
+    ops: &[(usize, usize, bool)],
+    file_size: u64,
+    seed: u64,
+    torn_meta: bool,
+) -> Result<(), TestCaseError> {
     let d = tempfile::tempdir().unwrap();
     let cfg = tiny(d.path(), file_size);
     let (mut w, rec) = JournalWriter::open(cfg.clone()).unwrap();
     let mut appended = Vec::new();
-    let mut acked = Acked { st: rec.state, count: 0 };
+    let mut acked = Acked {
+        st: rec.state,
+        count: 0,
+    };
     let mut prev = acked;
     let mut syncs = 0;
     for (k, &(n, vlen, sync)) in ops.iter().enumerate() {
@@ -52,7 +68,10 @@ fn run(ops: &[(usize, usize, bool)], file_size: u64, seed: u64, torn_meta: bool)
         appended.extend(es);
         if sync {
             prev = acked;
-            acked = Acked { st: w.sync().unwrap(), count: appended.len() };
+            acked = Acked {
+                st: w.sync().unwrap(),
+                count: appended.len(),
+            };
             syncs += 1;
         }
     }
@@ -89,11 +108,19 @@ fn run(ops: &[(usize, usize, bool)], file_size: u64, seed: u64, torn_meta: bool)
         prop_assert_eq!(it.logic_id, i as u64);
     }
     // Meta is consistent with the files: upstream of the last accepted append, end = file end.
-    let last = list_data_files(d.path()).unwrap().into_iter().max().unwrap();
+    let last = list_data_files(d.path())
+        .unwrap()
+        .into_iter()
+        .max()
+        .unwrap();
     prop_assert_eq!(last, expect.st.end.filenum);
-    prop_assert_eq!(std::fs::metadata(data_path(d.path(), last)).unwrap().len(), expect.st.end.offset);
+    prop_assert_eq!(
+        std::fs::metadata(data_path(d.path(), last)).unwrap().len(),
+        expect.st.end.offset
+    );
     // And the journal continues after the prefix.
-    w.append(BinlogPos::new(2, 1), &[entry(999_999, 7)]).unwrap();
+    w.append(BinlogPos::new(2, 1), &[entry(999_999, 7)])
+        .unwrap();
     let st = w.sync().unwrap();
     prop_assert_eq!(st.logic_id, expect.count as u64 + 1);
     drop(w);
@@ -121,10 +148,14 @@ fn synced_data_missing_is_refused_not_papered_over() {
     let d = tempfile::tempdir().unwrap();
     let cfg = tiny(d.path(), 1 << 20);
     let (mut w, _) = JournalWriter::open(cfg.clone()).unwrap();
-    w.append(BinlogPos::new(0, 1), &[entry(0, 10), entry(1, 10)]).unwrap();
+    w.append(BinlogPos::new(0, 1), &[entry(0, 10), entry(1, 10)])
+        .unwrap();
     let st = w.sync().unwrap();
     drop(w);
-    let f = std::fs::OpenOptions::new().write(true).open(data_path(d.path(), 0)).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(data_path(d.path(), 0))
+        .unwrap();
     f.set_len(st.end.offset - 1).unwrap();
     assert!(JournalWriter::open(cfg.clone()).is_err());
     // Files without meta are refused too.

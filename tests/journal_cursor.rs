@@ -3,21 +3,31 @@
 
 use pika_relay::formats::item::BinlogItem;
 use pika_relay::formats::BinlogPos;
-use pika_relay::journal::{CursorError, Journal, JournalConfig, JournalWriter, RetentionConfig, SyncPolicy};
+use pika_relay::journal::{
+    CursorError, Journal, JournalConfig, JournalWriter, RetentionConfig, SyncPolicy,
+};
 use pika_relay::pipeline::NewEntry;
 use std::time::Duration;
 
 fn set(i: usize, vlen: usize) -> NewEntry {
     NewEntry {
         exec_time: 1_700_000_000 + i as u32,
-        argv: vec![b"set".to_vec(), format!("key:{i}").into_bytes(), vec![b'a' + (i % 26) as u8; vlen]],
+        argv: vec![
+            b"set".to_vec(),
+            format!("key:{i}").into_bytes(),
+            vec![b'a' + (i % 26) as u8; vlen],
+        ],
     }
 }
 
 fn small_cfg(dir: &std::path::Path) -> JournalConfig {
     JournalConfig {
         binlog_file_size: 1024,
-        retention: RetentionConfig { max_files: 1000, max_age_secs: 1 << 40, ..Default::default() },
+        retention: RetentionConfig {
+            max_files: 1000,
+            max_age_secs: 1 << 40,
+            ..Default::default()
+        },
         ..JournalConfig::new(dir)
     }
 }
@@ -25,7 +35,8 @@ fn small_cfg(dir: &std::path::Path) -> JournalConfig {
 /// Appends `n` entries (one per old entry, upstream offset = index + 1), syncing each `every`.
 fn fill(w: &mut JournalWriter, from: usize, n: usize, vlen: usize, every: usize) {
     for i in from..from + n {
-        w.append(BinlogPos::new(7, i as u64 + 1), &[set(i, vlen)]).unwrap();
+        w.append(BinlogPos::new(7, i as u64 + 1), &[set(i, vlen)])
+            .unwrap();
         if (i + 1) % every == 0 {
             w.sync().unwrap();
         }
@@ -37,7 +48,10 @@ async fn read_n(j: &Journal, from: BinlogPos, n: usize) -> Vec<(BinlogItem, Binl
     let mut c = j.cursor(from).unwrap();
     let mut v = Vec::new();
     for _ in 0..n {
-        let it = tokio::time::timeout(Duration::from_secs(10), c.next()).await.unwrap().unwrap();
+        let it = tokio::time::timeout(Duration::from_secs(10), c.next())
+            .await
+            .unwrap()
+            .unwrap();
         v.push((BinlogItem::decode(&it.item).unwrap(), it.start, it.end));
     }
     assert!(c.try_next().await.unwrap().is_none());
@@ -77,12 +91,26 @@ async fn positions_and_rotation() {
     for (_, _, end) in &all {
         j.check(*end).unwrap();
     }
-    assert_eq!(j.check(BinlogPos::new(0, 1)), Err(CursorError::NotBoundary { requested: BinlogPos::new(0, 1) }));
+    assert_eq!(
+        j.check(BinlogPos::new(0, 1)),
+        Err(CursorError::NotBoundary {
+            requested: BinlogPos::new(0, 1)
+        })
+    );
     let beyond = BinlogPos::new(st.end.filenum, st.end.offset + 1);
-    assert!(matches!(j.check(beyond), Err(CursorError::BeyondEnd { .. })));
-    assert!(matches!(j.check(BinlogPos::new(st.end.filenum + 1, 0)), Err(CursorError::BeyondEnd { .. })));
+    assert!(matches!(
+        j.check(beyond),
+        Err(CursorError::BeyondEnd { .. })
+    ));
+    assert!(matches!(
+        j.check(BinlogPos::new(st.end.filenum + 1, 0)),
+        Err(CursorError::BeyondEnd { .. })
+    ));
     // The end of a finished file is a valid position (the slave's producer after its last item).
-    let mid = all.iter().find(|(_, s, _)| s.filenum == 3 && s.offset == 0).unwrap();
+    let mid = all
+        .iter()
+        .find(|(_, s, _)| s.filenum == 3 && s.offset == 0)
+        .unwrap();
     j.check(mid.0.pos).unwrap();
     let from_eof = read_n(&j, mid.0.pos, 200 - mid.0.logic_id as usize).await;
     assert_eq!(from_eof[0].1, mid.1);
@@ -91,7 +119,10 @@ async fn positions_and_rotation() {
     let keep = j.cursor(BinlogPos::new(4, 0)).unwrap();
     drop(w);
     let cfg = JournalConfig {
-        retention: RetentionConfig { max_files: 2, ..Default::default() },
+        retention: RetentionConfig {
+            max_files: 2,
+            ..Default::default()
+        },
         ..small_cfg(d.path())
     };
     let (w, _) = JournalWriter::open(cfg).unwrap();
@@ -100,7 +131,10 @@ async fn positions_and_rotation() {
     let rep = j2.purge();
     assert_eq!(rep.removed, vec![0, 1, 2, 3]);
     assert!(rep.forced.is_empty());
-    assert!(matches!(j2.check(BinlogPos::new(3, 0)), Err(CursorError::Purged { first: 4, .. })));
+    assert!(matches!(
+        j2.check(BinlogPos::new(3, 0)),
+        Err(CursorError::Purged { first: 4, .. })
+    ));
     drop(keep);
 }
 
@@ -113,7 +147,11 @@ async fn hard_cap_purges_protected_and_cursor_sees_it() {
     let mut c = j.cursor(BinlogPos::new(0, 0)).unwrap();
     drop(w);
     let cfg = JournalConfig {
-        retention: RetentionConfig { max_files: 1000, hard_cap_bytes: Some(3000), ..Default::default() },
+        retention: RetentionConfig {
+            max_files: 1000,
+            hard_cap_bytes: Some(3000),
+            ..Default::default()
+        },
         ..small_cfg(d.path())
     };
     let (w, _) = JournalWriter::open(cfg).unwrap();
@@ -130,14 +168,20 @@ async fn hard_cap_purges_protected_and_cursor_sees_it() {
 async fn only_synced_items_are_visible_and_tail_is_followed() {
     let d = tempfile::tempdir().unwrap();
     let cfg = JournalConfig {
-        sync: SyncPolicy::Group { max_entries: 1_000_000, max_delay_ms: 20 },
+        sync: SyncPolicy::Group {
+            max_entries: 1_000_000,
+            max_delay_ms: 20,
+        },
         ..small_cfg(d.path())
     };
     let (mut w, _) = JournalWriter::open(cfg.clone()).unwrap();
     let j = w.journal();
     let mut c = j.cursor(BinlogPos::new(0, 0)).unwrap();
     w.append(BinlogPos::new(0, 1), &[set(0, 5)]).unwrap();
-    assert!(c.try_next().await.unwrap().is_none(), "unsynced item must not be visible");
+    assert!(
+        c.try_next().await.unwrap().is_none(),
+        "unsynced item must not be visible"
+    );
     w.sync().unwrap();
     assert!(c.try_next().await.unwrap().is_some());
     drop(c);
@@ -153,12 +197,17 @@ async fn only_synced_items_are_visible_and_tail_is_followed() {
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     for i in 1..301 {
-        h.append(BinlogPos::new(0, i as u64 + 1), vec![set(i, 100)]).await.unwrap();
+        h.append(BinlogPos::new(0, i as u64 + 1), vec![set(i, 100)])
+            .await
+            .unwrap();
         if i % 50 == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    let got = tokio::time::timeout(Duration::from_secs(10), reader).await.unwrap().unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.len(), 300);
     assert_eq!(got[299].0.logic_id, 300);
     let st = h.close().await.unwrap();
@@ -169,12 +218,16 @@ async fn only_synced_items_are_visible_and_tail_is_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_stays_bounded_and_big_records_cross_blocks() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = JournalConfig { read_chunk: 64 * 1024, ..JournalConfig::new(d.path()) };
+    let cfg = JournalConfig {
+        read_chunk: 64 * 1024,
+        ..JournalConfig::new(d.path())
+    };
     let (mut w, _) = JournalWriter::open(cfg).unwrap();
     // ~24 MB of 16 KiB values plus a few values larger than a block.
     for i in 0..1500 {
         let vlen = if i % 500 == 0 { 153_600 } else { 16 * 1024 };
-        w.append(BinlogPos::new(0, i + 1), &[set(i as usize, vlen)]).unwrap();
+        w.append(BinlogPos::new(0, i + 1), &[set(i as usize, vlen)])
+            .unwrap();
     }
     w.sync().unwrap();
     let j = w.journal();
@@ -188,13 +241,21 @@ async fn memory_stays_bounded_and_big_records_cross_blocks() {
         ends.push(it.end);
     }
     assert_eq!(n, 1500);
-    assert!(max_buf <= 64 * 1024 + 2 * 160_000, "buffer grew to {max_buf}");
+    assert!(
+        max_buf <= 64 * 1024 + 2 * 160_000,
+        "buffer grew to {max_buf}"
+    );
     // A position inside a multi-block record is not a boundary.
     let big_start = BinlogPos::new(0, 0);
     let big_end = ends[0];
     assert!(big_end.offset > 2 * 65536);
     for off in [65536, 65536 * 2, 100, big_end.offset - 1] {
-        assert_eq!(j.check(BinlogPos::new(0, off)), Err(CursorError::NotBoundary { requested: BinlogPos::new(0, off) }));
+        assert_eq!(
+            j.check(BinlogPos::new(0, off)),
+            Err(CursorError::NotBoundary {
+                requested: BinlogPos::new(0, off)
+            })
+        );
     }
     j.check(big_start).unwrap();
     j.check(big_end).unwrap();

@@ -22,7 +22,11 @@ const ENV: &str = "PIKA_JOURNAL_KILL_CHILD";
 fn entries(i: u64) -> Vec<NewEntry> {
     let one = |j: u64| NewEntry {
         exec_time: 1_700_000_000 + i as u32,
-        argv: vec![b"set".to_vec(), format!("k{i}.{j}").into_bytes(), vec![(i % 251) as u8; ((i * 37) % 3000) as usize]],
+        argv: vec![
+            b"set".to_vec(),
+            format!("k{i}.{j}").into_bytes(),
+            vec![(i % 251) as u8; ((i * 37) % 3000) as usize],
+        ],
     };
     match (i % 7, i % 11) {
         (3, _) => vec![],
@@ -33,7 +37,10 @@ fn entries(i: u64) -> Vec<NewEntry> {
 
 fn cfg(dir: &std::path::Path) -> JournalConfig {
     JournalConfig {
-        sync: SyncPolicy::Group { max_entries: 64, max_delay_ms: 2 },
+        sync: SyncPolicy::Group {
+            max_entries: 64,
+            max_delay_ms: 2,
+        },
         ..tiny(dir, 64 * 1024)
     }
 }
@@ -55,7 +62,9 @@ fn child(dir: &str) {
             }
         });
         loop {
-            h.append(BinlogPos::new(0, i + 1), entries(i)).await.unwrap();
+            h.append(BinlogPos::new(0, i + 1), entries(i))
+                .await
+                .unwrap();
             i += 1;
             if i % 256 == 0 {
                 tokio::task::yield_now().await;
@@ -76,7 +85,12 @@ fn kill9_at_random_moments_keeps_the_accepted_prefix() {
     let mut last_recovered = 0u64;
     for round in 0..5 {
         let mut c = Command::new(&exe)
-            .args(["--exact", "kill9_at_random_moments_keeps_the_accepted_prefix", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "kill9_at_random_moments_keeps_the_accepted_prefix",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ENV, d.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -102,7 +116,10 @@ fn kill9_at_random_moments_keeps_the_accepted_prefix() {
 
         let (w, rec) = JournalWriter::open(cfg(d.path())).unwrap();
         let got = rec.state.upstream.map_or(0, |p| p.offset);
-        assert!(got >= up, "round {round}: recovered upstream {got} < reported accepted {up}");
+        assert!(
+            got >= up,
+            "round {round}: recovered upstream {got} < reported accepted {up}"
+        );
         assert!(rec.state.logic_id >= lid);
         assert!(got > last_recovered, "round {round}: no progress");
         let items = read_all_items(d.path());

@@ -26,7 +26,10 @@ fn vectors() -> PathBuf {
 fn real_329() -> Vec<u8> {
     let mut b = std::fs::read(vectors().join("pika-3.2.9/master-log/log_db0/write2file0")).unwrap();
     let end = records(&b, 0).map(|r| r.unwrap().end).last().unwrap();
-    assert!(b[end as usize..].iter().all(|&x| x == 0), "3.2.9 tail is zero");
+    assert!(
+        b[end as usize..].iter().all(|&x| x == 0),
+        "3.2.9 tail is zero"
+    );
     b.truncate(end as usize);
     b
 }
@@ -93,7 +96,8 @@ fn journal_of_new(entries: &[NewEntry]) -> Vec<u8> {
     let d = tempfile::tempdir().unwrap();
     let (mut w, _) = JournalWriter::open(JournalConfig::new(d.path())).unwrap();
     for (i, e) in entries.iter().enumerate() {
-        w.append(BinlogPos::new(0, i as u64), std::slice::from_ref(e)).unwrap();
+        w.append(BinlogPos::new(0, i as u64), std::slice::from_ref(e))
+            .unwrap();
     }
     w.sync().unwrap();
     std::fs::read(d.path().join("write2file0")).unwrap()
@@ -117,9 +121,19 @@ fn items(file: &[u8]) -> Vec<Item> {
             let item = BinlogItem::decode(&r.payload).unwrap();
             let argv = item.argv().unwrap();
             let ttl = abs_arg(&argv).map(|i| {
-                std::str::from_utf8(&argv[i]).unwrap().parse::<i64>().unwrap() - i64::from(item.exec_time)
+                std::str::from_utf8(&argv[i])
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap()
+                    - i64::from(item.exec_time)
             });
-            Item { start: r.start, end: r.end, item, argv, ttl }
+            Item {
+                start: r.start,
+                end: r.end,
+                item,
+                argv,
+                ttl,
+            }
         })
         .collect()
 }
@@ -205,7 +219,8 @@ fn expected_from_329_for_236(real: &[Item]) -> (Vec<NewEntry>, Vec<&'static str>
     let mut out = Vec::new();
     let mut notes = Vec::new();
     for it in real {
-        let argv: Vec<Vec<u8>> = match (it.argv[0].as_slice(), it.argv.get(1).map(|k| k.as_slice())) {
+        let argv: Vec<Vec<u8>> = match (it.argv[0].as_slice(), it.argv.get(1).map(|k| k.as_slice()))
+        {
             (b"pksetexat", Some(b"str:psetex")) => {
                 notes.push("psetex missing");
                 continue;
@@ -216,7 +231,10 @@ fn expected_from_329_for_236(real: &[Item]) -> (Vec<NewEntry>, Vec<&'static str>
             (b"incr", _) => set_cnt("42", &mut notes),
             _ => it.argv.clone(),
         };
-        out.push(NewEntry { exec_time: it.item.exec_time, argv });
+        out.push(NewEntry {
+            exec_time: it.item.exec_time,
+            argv,
+        });
     }
     (out, notes)
 }
@@ -242,7 +260,10 @@ fn fed_from_236_matches_329_except_the_documented_differences() {
     // The relative forms 2.3.6 logs (`set … ex/px`, `setex`) became the same absolute forms.
     let ours_items = items(&ours);
     assert_eq!(ours_items[4].start, 368);
-    assert_eq!(ours_items[4].argv, real[5].argv, "after the missing psetex (real item 4)");
+    assert_eq!(
+        ours_items[4].argv, real[5].argv,
+        "after the missing psetex (real item 4)"
+    );
     for (x, y) in ours_items.iter().zip(&expected_entries) {
         assert_eq!(x.argv[0], y.argv[0]);
     }

@@ -103,7 +103,10 @@ pub(crate) fn check_position(shared: &Shared, pos: BinlogPos) -> Result<(), Curs
     match is_boundary(&f, pos.offset, limit) {
         Ok(true) => Ok(()),
         Ok(false) => Err(CursorError::NotBoundary { requested: pos }),
-        Err(e) => Err(CursorError::Io(format!("read write2file{}: {e}", pos.filenum))),
+        Err(e) => Err(CursorError::Io(format!(
+            "read write2file{}: {e}",
+            pos.filenum
+        ))),
     }
 }
 
@@ -187,7 +190,10 @@ impl Cursor {
             };
             if self.pos.offset < limit {
                 let reader = self.reader.as_mut().expect("reader present between steps");
-                match reader.parse(self.pos.offset, limit).map_err(CursorError::Corrupt)? {
+                match reader
+                    .parse(self.pos.offset, limit)
+                    .map_err(CursorError::Corrupt)?
+                {
                     Parsed::Record(r) => {
                         let start = self.pos;
                         self.pos = BinlogPos::new(start.filenum, r.end);
@@ -207,7 +213,9 @@ impl Cursor {
                         .await
                         .map_err(|e| CursorError::Io(format!("reader task: {e}")))?;
                         self.reader = Some(reader);
-                        res.map_err(|e| CursorError::Io(format!("read write2file{}: {e}", self.pos.filenum)))?;
+                        res.map_err(|e| {
+                            CursorError::Io(format!("read write2file{}: {e}", self.pos.filenum))
+                        })?;
                         continue;
                     }
                 }
@@ -215,7 +223,11 @@ impl Cursor {
             if self.pos.filenum < st.end.filenum {
                 // End of a finished file: continue at the start of the next one.
                 let next = BinlogPos::new(self.pos.filenum + 1, 0);
-                self.shared.cursors.lock().unwrap().insert(self.id, next.filenum);
+                self.shared
+                    .cursors
+                    .lock()
+                    .unwrap()
+                    .insert(self.id, next.filenum);
                 let f = open_file(&self.shared, next)?;
                 self.reader = Some(RecordReader::new(Arc::new(f), self.shared.cfg.read_chunk));
                 self.pos = next;

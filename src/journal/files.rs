@@ -25,7 +25,10 @@ pub fn list_data_files(dir: &Path) -> io::Result<Vec<u32>> {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(n) = name.strip_prefix(DATA_PREFIX) {
-            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n == "0" || !n.starts_with('0')) {
+            if !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && (n == "0" || !n.starts_with('0'))
+            {
                 if let Ok(n) = n.parse::<u32>() {
                     v.push(n);
                 }
@@ -80,8 +83,12 @@ impl RecordReader {
             {
                 Ok(Parsed::NeedMore)
             }
-            Ok(ReadOutcome::Incomplete) => Err(format!("record at {pos} runs past the accepted end {limit}")),
-            Ok(ReadOutcome::End) => Err(format!("no record at {pos} below the accepted end {limit}")),
+            Ok(ReadOutcome::Incomplete) => Err(format!(
+                "record at {pos} runs past the accepted end {limit}"
+            )),
+            Ok(ReadOutcome::End) => {
+                Err(format!("no record at {pos} below the accepted end {limit}"))
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -100,18 +107,27 @@ impl RecordReader {
         let want = (self.chunk as u64).max(self.buf.len() as u64);
         let target = (cur_end + want).min(limit);
         if target <= cur_end {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "nothing left to read below the accepted end"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "nothing left to read below the accepted end",
+            ));
         }
         let old = self.buf.len();
         self.buf.resize(old + (target - cur_end) as usize, 0);
         let mut n = old;
         while n < self.buf.len() {
-            match self.file.read_at(&mut self.buf[n..], self.base + n as u64)? {
+            match self
+                .file
+                .read_at(&mut self.buf[n..], self.base + n as u64)?
+            {
                 0 => {
                     self.buf.truncate(n);
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!("file ends at {} below the accepted end {limit}", self.base + n as u64),
+                        format!(
+                            "file ends at {} below the accepted end {limit}",
+                            self.base + n as u64
+                        ),
                     ));
                 }
                 k => n += k,

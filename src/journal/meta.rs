@@ -128,7 +128,10 @@ impl MetaFile {
             Some(last) => Ok(Some(MetaFile { file, last })),
             None => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: no valid meta slot (both checksums fail)", path.display()),
+                format!(
+                    "{}: no valid meta slot (both checksums fail)",
+                    path.display()
+                ),
             )),
         }
     }
@@ -191,7 +194,11 @@ pub fn crc32(data: &[u8]) -> u32 {
         for (i, e) in t.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *e = c;
         }
@@ -233,9 +240,15 @@ mod tests {
         };
         f.store(m2).unwrap();
         let got = MetaFile::open(d.path()).unwrap().unwrap().current();
-        assert_eq!((got.end, got.logic_id, got.upstream, got.epoch), (m2.end, 2, m1.upstream, 2));
+        assert_eq!(
+            (got.end, got.logic_id, got.upstream, got.epoch),
+            (m2.end, 2, m1.upstream, 2)
+        );
         // Tear the newer slot (seq 2 lives in slot 0): the older one wins.
-        let raw = OpenOptions::new().write(true).open(d.path().join(META_FILE)).unwrap();
+        let raw = OpenOptions::new()
+            .write(true)
+            .open(d.path().join(META_FILE))
+            .unwrap();
         raw.write_all_at(&[0xff; 7], 20).unwrap();
         let got = MetaFile::open(d.path()).unwrap().unwrap().current();
         assert_eq!(got.end, m1.end);

@@ -57,18 +57,29 @@ fn state_of(m: &Meta) -> Synced {
 
 pub(crate) fn open(cfg: &JournalConfig) -> Result<Opened, JournalError> {
     let dir = &cfg.dir;
-    std::fs::create_dir_all(dir).map_err(|e| JournalError::io(format!("create {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| JournalError::io(format!("create {}", dir.display()), e))?;
     let io = |what: String| move |e| JournalError::io(what, e);
     let files = list_data_files(dir).map_err(io(format!("list {}", dir.display())))?;
     let meta = MetaFile::open(dir).map_err(io(format!("read meta in {}", dir.display())))?;
     let (meta, fresh) = match meta {
         Some(m) => (m, false),
-        None if files.iter().all(|&f| std::fs::metadata(data_path(dir, f)).map(|m| m.len() == 0).unwrap_or(false)) => {
+        None if files.iter().all(|&f| {
+            std::fs::metadata(data_path(dir, f))
+                .map(|m| m.len() == 0)
+                .unwrap_or(false)
+        }) =>
+        {
             // Nothing, or the empty files of a creation interrupted before its meta was written.
             let p = data_path(dir, 0);
-            File::create(&p).and_then(|f| f.sync_all()).map_err(io(format!("create {}", p.display())))?;
+            File::create(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(io(format!("create {}", p.display())))?;
             sync_dir(dir).map_err(io(format!("sync {}", dir.display())))?;
-            (MetaFile::create(dir, Meta::default()).map_err(io("create meta".into()))?, true)
+            (
+                MetaFile::create(dir, Meta::default()).map_err(io("create meta".into()))?,
+                true,
+            )
         }
         None => {
             return Err(JournalError::Corrupt(format!(
@@ -102,7 +113,10 @@ pub(crate) fn open(cfg: &JournalConfig) -> Result<Opened, JournalError> {
         .write(true)
         .open(&path)
         .map_err(io(format!("open {}", path.display())))?;
-    let len = file.metadata().map_err(io(format!("stat {}", path.display())))?.len();
+    let len = file
+        .metadata()
+        .map_err(io(format!("stat {}", path.display())))?
+        .len();
     if len < m.end.offset {
         return Err(JournalError::Corrupt(format!(
             "{} has {len} bytes but {} were accepted (synced data lost)",
@@ -113,8 +127,10 @@ pub(crate) fn open(cfg: &JournalConfig) -> Result<Opened, JournalError> {
     verify_prefix(&file, &path.display().to_string(), &m)?;
     let dropped = len - m.end.offset;
     if dropped > 0 {
-        file.set_len(m.end.offset).map_err(io(format!("truncate {}", path.display())))?;
-        file.sync_all().map_err(io(format!("sync {}", path.display())))?;
+        file.set_len(m.end.offset)
+            .map_err(io(format!("truncate {}", path.display())))?;
+        file.sync_all()
+            .map_err(io(format!("sync {}", path.display())))?;
     }
     (&file)
         .seek(SeekFrom::Start(m.end.offset))
@@ -152,7 +168,9 @@ pub(crate) fn open(cfg: &JournalConfig) -> Result<Opened, JournalError> {
 /// Checks that the file's records run exactly to `m.end.offset` and agree with meta's logic id.
 fn verify_prefix(file: &File, name: &str, m: &Meta) -> Result<(), JournalError> {
     let end = m.end.offset;
-    let dup = file.try_clone().map_err(|e| JournalError::io(format!("dup {name}"), e))?;
+    let dup = file
+        .try_clone()
+        .map_err(|e| JournalError::io(format!("dup {name}"), e))?;
     let mut r = RecordReader::new(Arc::new(dup), 1 << 20);
     let mut pos = 0;
     let mut last: Option<Vec<u8>> = None;
@@ -164,10 +182,13 @@ fn verify_prefix(file: &File, name: &str, m: &Meta) -> Result<(), JournalError> 
         last = Some(rec.payload);
     }
     if pos != end {
-        return Err(JournalError::Corrupt(format!("{name}: accepted end {end} is not a record boundary")));
+        return Err(JournalError::Corrupt(format!(
+            "{name}: accepted end {end} is not a record boundary"
+        )));
     }
     if let Some(p) = last {
-        let item = BinlogItem::decode(&p).map_err(|e| JournalError::Corrupt(format!("{name}: last item: {e}")))?;
+        let item = BinlogItem::decode(&p)
+            .map_err(|e| JournalError::Corrupt(format!("{name}: last item: {e}")))?;
         if item.logic_id + 1 != m.logic_id {
             return Err(JournalError::Corrupt(format!(
                 "{name}: last item has logic id {} but meta says {} items",

@@ -61,7 +61,12 @@ pub struct PurgeReport {
 
 /// Pure planning: `files` ascending, `live` the file being written, `protect_from` the lowest
 /// protected file. Returns (removed by policy, forced by the hard cap).
-pub fn plan(files: &[FileInfo], live: u32, protect_from: Option<u32>, cfg: &RetentionConfig) -> (Vec<u32>, Vec<u32>) {
+pub fn plan(
+    files: &[FileInfo],
+    live: u32,
+    protect_from: Option<u32>,
+    cfg: &RetentionConfig,
+) -> (Vec<u32>, Vec<u32>) {
     let old: Vec<&FileInfo> = files.iter().filter(|f| f.filenum < live).collect();
     let mut remaining = files.len();
     let mut normal = Vec::new();
@@ -75,7 +80,11 @@ pub fn plan(files: &[FileInfo], live: u32, protect_from: Option<u32>, cfg: &Rete
     }
     let mut forced = Vec::new();
     if let Some(cap) = cfg.hard_cap_bytes {
-        let mut total: u64 = files.iter().filter(|f| !normal.contains(&f.filenum)).map(|f| f.len).sum();
+        let mut total: u64 = files
+            .iter()
+            .filter(|f| !normal.contains(&f.filenum))
+            .map(|f| f.len)
+            .sum();
         for f in old.iter().skip(normal.len()) {
             if total <= cap {
                 break;
@@ -106,15 +115,24 @@ pub(crate) fn purge(shared: &Shared) -> PurgeReport {
         .filter(|&&n| n >= first && n <= live)
         .filter_map(|&n| {
             let m = std::fs::metadata(data_path(&cfg.dir, n)).ok()?;
-            let age = m.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
-            Some(FileInfo { filenum: n, len: m.len(), age })
+            let age = m
+                .modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            Some(FileInfo {
+                filenum: n,
+                len: m.len(),
+                age,
+            })
         })
         .collect();
     let (normal, forced, protect) = {
         let cursors = shared.cursors.lock().unwrap();
         let mut protect = cursors.values().copied().min();
         if cfg.retention.protect_epoch_start && st.epoch > 0 {
-            protect = Some(protect.map_or(st.epoch_start.filenum, |p| p.min(st.epoch_start.filenum)));
+            protect =
+                Some(protect.map_or(st.epoch_start.filenum, |p| p.min(st.epoch_start.filenum)));
         }
         let (normal, forced) = plan(&files, live, protect, &cfg.retention);
         if let Some(&last) = normal.iter().chain(forced.iter()).max() {
@@ -142,7 +160,10 @@ pub(crate) fn purge(shared: &Shared) -> PurgeReport {
             protect.map_or("-".to_string(), |p| p.to_string())
         );
     }
-    PurgeReport { removed: normal, forced }
+    PurgeReport {
+        removed: normal,
+        forced,
+    }
 }
 
 #[cfg(test)]
@@ -150,12 +171,21 @@ mod tests {
     use super::*;
 
     fn f(n: u32, len: u64, age_s: u64) -> FileInfo {
-        FileInfo { filenum: n, len, age: Duration::from_secs(age_s) }
+        FileInfo {
+            filenum: n,
+            len,
+            age: Duration::from_secs(age_s),
+        }
     }
 
     #[test]
     fn count_age_protection_and_cap() {
-        let cfg = RetentionConfig { max_files: 3, max_age_secs: 1000, hard_cap_bytes: None, protect_epoch_start: true };
+        let cfg = RetentionConfig {
+            max_files: 3,
+            max_age_secs: 1000,
+            hard_cap_bytes: None,
+            protect_epoch_start: true,
+        };
         let files: Vec<_> = (0..6).map(|n| f(n, 100, 10)).collect();
         assert_eq!(plan(&files, 5, None, &cfg), (vec![0, 1, 2], vec![]));
         assert_eq!(plan(&files, 5, Some(1), &cfg), (vec![0], vec![]));
@@ -163,7 +193,13 @@ mod tests {
         let old: Vec<_> = (0..4).map(|n| f(n, 100, 5000)).collect();
         assert_eq!(plan(&old, 3, None, &cfg).0, vec![0, 1, 2]);
         // The hard cap overrides protection, oldest first, never the live file.
-        let capped = RetentionConfig { hard_cap_bytes: Some(250), ..cfg };
-        assert_eq!(plan(&files, 5, Some(0), &capped), (vec![], vec![0, 1, 2, 3]));
+        let capped = RetentionConfig {
+            hard_cap_bytes: Some(250),
+            ..cfg
+        };
+        assert_eq!(
+            plan(&files, 5, Some(0), &capped),
+            (vec![], vec![0, 1, 2, 3])
+        );
     }
 }

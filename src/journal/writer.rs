@@ -4,7 +4,7 @@
 use super::files::data_path;
 use super::meta::{sync_dir, Meta, MetaFile};
 use super::recovery::{self, manifest_of, Recovery};
-use super::{retention, Journal, JournalConfig, JournalError, Shared, Synced, SyncPolicy};
+use super::{retention, Journal, JournalConfig, JournalError, Shared, SyncPolicy, Synced};
 use crate::formats::item::BinlogItem;
 use crate::formats::record::encode_record;
 use crate::formats::{resp, BinlogPos};
@@ -110,7 +110,11 @@ impl JournalWriter {
     /// Appends the translated items of one old entry whose upstream end is `upstream_end`. Not
     /// accepted until the next [`sync`](Self::sync). An empty `entries` only moves the upstream
     /// position (e.g. an entry that was all padding).
-    pub fn append(&mut self, upstream_end: BinlogPos, entries: &[NewEntry]) -> Result<(), JournalError> {
+    pub fn append(
+        &mut self,
+        upstream_end: BinlogPos,
+        entries: &[NewEntry],
+    ) -> Result<(), JournalError> {
         for e in entries {
             let before = self.position();
             if self.offset > self.shared.cfg.binlog_file_size {
@@ -146,7 +150,11 @@ impl JournalWriter {
             return Ok(*self.shared.state.borrow());
         }
         self.flush_buf()?;
-        let name = || data_path(&self.shared.cfg.dir, self.filenum).display().to_string();
+        let name = || {
+            data_path(&self.shared.cfg.dir, self.filenum)
+                .display()
+                .to_string()
+        };
         self.file
             .sync_data()
             .map_err(|e| JournalError::io(format!("sync {}", name()), e))?;
@@ -237,7 +245,10 @@ impl JournalWriter {
         self.buf.clear();
         r.map_err(|e| {
             JournalError::io(
-                format!("write {}", data_path(&self.shared.cfg.dir, self.filenum).display()),
+                format!(
+                    "write {}",
+                    data_path(&self.shared.cfg.dir, self.filenum).display()
+                ),
                 e,
             )
         })
@@ -259,7 +270,12 @@ impl JournalWriter {
             .open(&p)
             .map_err(|e| JournalError::io(format!("create {}", p.display()), e))?;
         sync_dir(dir).map_err(|e| JournalError::io(format!("sync {}", dir.display()), e))?;
-        tracing::info!(from = self.filenum, to = next, size = self.offset, "journal: rotated");
+        tracing::info!(
+            from = self.filenum,
+            to = next,
+            size = self.offset,
+            "journal: rotated"
+        );
         self.file = f;
         self.filenum = next;
         self.offset = 0;
@@ -350,7 +366,11 @@ impl JournalHandle {
 
     /// Queues the items of one old entry (waits only when the channel is full). Accepted once
     /// [`Journal::watch`] shows `upstream >= upstream_end`.
-    pub async fn append(&self, upstream_end: BinlogPos, entries: Vec<NewEntry>) -> Result<(), JournalError> {
+    pub async fn append(
+        &self,
+        upstream_end: BinlogPos,
+        entries: Vec<NewEntry>,
+    ) -> Result<(), JournalError> {
         self.tx
             .send(Cmd::Append(upstream_end, entries))
             .await
@@ -358,13 +378,20 @@ impl JournalHandle {
     }
 
     /// [`append`](Self::append) for non-async callers (must not be called on a runtime thread).
-    pub fn append_blocking(&self, upstream_end: BinlogPos, entries: Vec<NewEntry>) -> Result<(), JournalError> {
+    pub fn append_blocking(
+        &self,
+        upstream_end: BinlogPos,
+        entries: Vec<NewEntry>,
+    ) -> Result<(), JournalError> {
         self.tx
             .blocking_send(Cmd::Append(upstream_end, entries))
             .map_err(|_| self.stopped())
     }
 
-    async fn ask(&self, f: impl FnOnce(oneshot::Sender<Result<Synced, String>>) -> Cmd) -> Result<Synced, JournalError> {
+    async fn ask(
+        &self,
+        f: impl FnOnce(oneshot::Sender<Result<Synced, String>>) -> Cmd,
+    ) -> Result<Synced, JournalError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(f(tx)).await.map_err(|_| self.stopped())?;
         rx.await
@@ -380,7 +407,9 @@ impl JournalHandle {
     /// Blocking [`sync`](Self::sync).
     pub fn sync_blocking(&self) -> Result<Synced, JournalError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.blocking_send(Cmd::Sync(tx)).map_err(|_| self.stopped())?;
+        self.tx
+            .blocking_send(Cmd::Sync(tx))
+            .map_err(|_| self.stopped())?;
         rx.blocking_recv()
             .map_err(|_| self.stopped())?
             .map_err(JournalError::WriterStopped)
@@ -402,7 +431,10 @@ impl JournalHandle {
 }
 
 fn run(mut w: JournalWriter, mut rx: mpsc::Receiver<Cmd>) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             fail(&w, format!("writer runtime: {e}"));
@@ -446,7 +478,13 @@ fn run(mut w: JournalWriter, mut rx: mpsc::Receiver<Cmd>) {
                     return;
                 }
             };
-            if let Err(e) = r.and_then(|_| if w.sync_due() { w.sync().map(|_| ()) } else { Ok(()) }) {
+            if let Err(e) = r.and_then(|_| {
+                if w.sync_due() {
+                    w.sync().map(|_| ())
+                } else {
+                    Ok(())
+                }
+            }) {
                 return fail(&w, e.to_string());
             }
         }

@@ -23,7 +23,11 @@ pub fn read_all_items(dir: &Path) -> Vec<BinlogItem> {
             }
             out.push(it);
         }
-        assert_eq!(end, b.len() as u64, "write2file{f} has bytes after its last record");
+        assert_eq!(
+            end,
+            b.len() as u64,
+            "write2file{f} has bytes after its last record"
+        );
     }
     out
 }
@@ -32,7 +36,11 @@ pub fn read_all_items(dir: &Path) -> Vec<BinlogItem> {
 pub fn tiny(dir: &Path, file_size: u64) -> JournalConfig {
     JournalConfig {
         binlog_file_size: file_size,
-        retention: RetentionConfig { max_files: usize::MAX, max_age_secs: u64::MAX / 2, ..Default::default() },
+        retention: RetentionConfig {
+            max_files: usize::MAX,
+            max_age_secs: u64::MAX / 2,
+            ..Default::default()
+        },
         ..JournalConfig::new(dir)
     }
 }
