@@ -29,14 +29,22 @@ fn rss_kib() -> u64 {
 fn entry(i: u64, vlen: usize) -> NewEntry {
     NewEntry {
         exec_time: 1_700_000_000,
-        argv: vec![b"set".to_vec(), format!("key:{i}").into_bytes(), vec![b'v'; vlen]],
+        argv: vec![
+            b"set".to_vec(),
+            format!("key:{i}").into_bytes(),
+            vec![b'v'; vlen],
+        ],
     }
 }
 
 fn cfg(dir: &Path, sync: SyncPolicy) -> JournalConfig {
     JournalConfig {
         sync,
-        retention: RetentionConfig { max_files: usize::MAX, max_age_secs: u64::MAX / 2, ..Default::default() },
+        retention: RetentionConfig {
+            max_files: usize::MAX,
+            max_age_secs: u64::MAX / 2,
+            ..Default::default()
+        },
         ..JournalConfig::new(dir)
     }
 }
@@ -77,11 +85,17 @@ fn bench_always(base: &Path, n: u64, vlen: usize) -> Res {
     let (mut w, _) = JournalWriter::open(cfg(d.path(), SyncPolicy::Always)).unwrap();
     let t = Instant::now();
     for i in 0..n {
-        w.append(BinlogPos::new(0, i + 1), &[entry(i, vlen)]).unwrap();
+        w.append(BinlogPos::new(0, i + 1), &[entry(i, vlen)])
+            .unwrap();
         w.sync().unwrap();
     }
     let secs = t.elapsed().as_secs_f64();
-    Res { name: format!("always, value {vlen} B"), entries: n, secs, bytes: dir_bytes(d.path()) }
+    Res {
+        name: format!("always, value {vlen} B"),
+        entries: n,
+        secs,
+        bytes: dir_bytes(d.path()),
+    }
 }
 
 /// Group commit through the threaded handle (default policy: 4096 entries or 5 ms).
@@ -91,25 +105,42 @@ fn bench_group(rt: &tokio::runtime::Runtime, base: &Path, n: u64, vlen: usize) -
         let (_j, h, _) = Journal::open(cfg(d.path(), SyncPolicy::default())).unwrap();
         let t = Instant::now();
         for i in 0..n {
-            h.append(BinlogPos::new(0, i + 1), vec![entry(i, vlen)]).await.unwrap();
+            h.append(BinlogPos::new(0, i + 1), vec![entry(i, vlen)])
+                .await
+                .unwrap();
         }
         h.close().await.unwrap();
         (t.elapsed().as_secs_f64(), dir_bytes(d.path()))
     });
-    Res { name: format!("group commit, value {vlen} B"), entries: n, secs, bytes }
+    Res {
+        name: format!("group commit, value {vlen} B"),
+        entries: n,
+        secs,
+        bytes,
+    }
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let scale: f64 = std::env::var("PIKA_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
-    let lag_mb: u64 = std::env::var("PIKA_BENCH_LAG_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let scale: f64 = std::env::var("PIKA_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let lag_mb: u64 = std::env::var("PIKA_BENCH_LAG_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let base = std::env::var("PIKA_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir());
     let sc = |n: f64| ((n * scale) as u64).max(1);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
 
     let raw = raw_write_mbps(&base, 512);
     println!("raw sequential write (1 MiB writes + fsync): {raw:.0} MB/s");
@@ -130,7 +161,9 @@ fn main() {
         let t = Instant::now();
         rt.block_on(async {
             for i in 0..n_lag {
-                h.append(BinlogPos::new(0, i + 1), vec![entry(i, 16 * 1024)]).await.unwrap();
+                h.append(BinlogPos::new(0, i + 1), vec![entry(i, 16 * 1024)])
+                    .await
+                    .unwrap();
                 if i % 4096 == 0 {
                     rss_max_write = rss_max_write.max(rss_kib());
                 }
@@ -140,7 +173,12 @@ fn main() {
         (j, t.elapsed().as_secs_f64())
     };
     let lag_bytes = dir_bytes(d.path());
-    results.push(Res { name: "group commit, value 16384 B (lag fill)".into(), entries: n_lag, secs: write_secs, bytes: lag_bytes });
+    results.push(Res {
+        name: "group commit, value 16384 B (lag fill)".into(),
+        entries: n_lag,
+        secs: write_secs,
+        bytes: lag_bytes,
+    });
     let rss_before = rss_kib();
     let (read_secs, rss_min, rss_max, n_read) = rt.block_on(async {
         let mut c = j.cursor(BinlogPos::new(0, 0)).unwrap();
@@ -164,7 +202,14 @@ fn main() {
     println!("|---|---|---|---|---|");
     for r in &results {
         let mbps = r.bytes as f64 / 1e6 / r.secs;
-        println!("| append, {} | {} | {:.0} | {:.1} | {:.3} |", r.name, r.entries, r.entries as f64 / r.secs, mbps, mbps / raw);
+        println!(
+            "| append, {} | {} | {:.0} | {:.1} | {:.3} |",
+            r.name,
+            r.entries,
+            r.entries as f64 / r.secs,
+            mbps,
+            mbps / raw
+        );
     }
     let rmbps = lag_bytes as f64 / 1e6 / read_secs;
     println!(

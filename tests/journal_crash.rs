@@ -162,3 +162,22 @@ fn synced_data_missing_is_refused_not_papered_over() {
     std::fs::remove_file(d.path().join(META_FILE)).unwrap();
     assert!(JournalWriter::open(cfg).is_err());
 }
+
+#[test]
+fn resent_old_entries_are_not_journaled_twice() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = tiny(d.path(), 1 << 20);
+    let (mut w, _) = JournalWriter::open(cfg.clone()).unwrap();
+    assert!(w.append(BinlogPos::new(0, 5), &[entry(0, 1)]).unwrap());
+    assert!(!w.append(BinlogPos::new(0, 5), &[entry(0, 1)]).unwrap());
+    assert!(!w.append(BinlogPos::new(0, 3), &[entry(0, 1)]).unwrap());
+    w.sync().unwrap();
+    drop(w);
+    // After a restart the upstream re-sends from the recovered position: still deduplicated.
+    let (mut w, rec) = JournalWriter::open(cfg).unwrap();
+    assert_eq!(rec.state.upstream, Some(BinlogPos::new(0, 5)));
+    assert!(!w.append(BinlogPos::new(0, 5), &[entry(0, 1)]).unwrap());
+    assert!(w.append(BinlogPos::new(1, 0), &[entry(1, 1)]).unwrap());
+    w.sync().unwrap();
+    assert_eq!(read_all_items(d.path()).len(), 2);
+}

@@ -194,3 +194,53 @@ pub fn is_boundary(file: &File, off: u64, limit: u64) -> io::Result<bool> {
         first = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::record::encode_record;
+
+    fn file_of(bytes: &[u8]) -> (tempfile::NamedTempFile, File) {
+        let mut t = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut t, bytes).unwrap();
+        let f = File::open(t.path()).unwrap();
+        (t, f)
+    }
+
+    #[test]
+    fn boundaries_at_block_edges() {
+        // A record ending exactly 8 bytes before the block end, then one starting there with a
+        // zero-length FIRST header, continuing as LAST in the next block.
+        let mut out = Vec::new();
+        let a = encode_record(0, &vec![1u8; (BLOCK_SIZE - 16) as usize], 1, &mut out);
+        assert_eq!(a, BLOCK_SIZE - 8);
+        let b = encode_record(a, b"hello", 1, &mut out);
+        // Then a record ending 3 bytes before the next block end, and one after the zero tail.
+        let c = encode_record(
+            b,
+            &vec![2u8; (2 * BLOCK_SIZE - b - 3 - 8) as usize],
+            1,
+            &mut out,
+        );
+        assert_eq!(c, 2 * BLOCK_SIZE - 3);
+        let d = encode_record(c, b"x", 1, &mut out);
+        let (_t, f) = file_of(&out);
+        let lim = d;
+        for (off, want) in [
+            (0, true),
+            (1, false),
+            (a, true),
+            (a + 1, false),
+            (BLOCK_SIZE, false), // starts with the LAST fragment of the record begun at `a`
+            (b, true),
+            (b + 1, false),
+            (c, true),
+            (c + 1, false),
+            (2 * BLOCK_SIZE, true), // the record after the zero tail starts here (lenient)
+            (d, true),
+            (d + 1, false),
+        ] {
+            assert_eq!(is_boundary(&f, off, lim).unwrap(), want, "offset {off}");
+        }
+    }
+}

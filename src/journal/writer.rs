@@ -110,11 +110,19 @@ impl JournalWriter {
     /// Appends the translated items of one old entry whose upstream end is `upstream_end`. Not
     /// accepted until the next [`sync`](Self::sync). An empty `entries` only moves the upstream
     /// position (e.g. an entry that was all padding).
+    ///
+    /// Returns `false` (and writes nothing) when `upstream_end` is not past the upstream position
+    /// already appended: a re-sent entry after a reconnect is never journaled twice.
     pub fn append(
         &mut self,
         upstream_end: BinlogPos,
         entries: &[NewEntry],
-    ) -> Result<(), JournalError> {
+    ) -> Result<bool, JournalError> {
+        if self.upstream.is_some_and(|u| upstream_end <= u) {
+            tracing::warn!(upstream_end = %upstream_end, have = %self.upstream.unwrap_or_default(),
+                "journal: old entry already journaled, dropped (duplicate after a reconnect?)");
+            return Ok(false);
+        }
         for e in entries {
             let before = self.position();
             if self.offset > self.shared.cfg.binlog_file_size {
@@ -140,7 +148,7 @@ impl JournalWriter {
         self.upstream = Some(upstream_end);
         self.dirty = true;
         self.unsynced_since.get_or_insert_with(Instant::now);
-        Ok(())
+        Ok(true)
     }
 
     /// Makes everything appended durable, stores meta, updates the manifest and publishes the
