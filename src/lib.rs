@@ -2,13 +2,16 @@
 //! (3.1–3.4).
 //!
 //! # Layout
+//! Stages in the order data flows (source → transform → sinks), each a module with one job:
 //! - [`formats`]: pure codecs for every wire and disk format (no I/O).
 //! - [`pipeline`]: the values passed between stages (old entry → new entry).
+//! - [`translate`]: old entry → canonical 3.x commands, one table of rules.
+//! - [`journal`]: the relay's durable 3.x binlog (files, meta, group commit, cursors, retention).
 //! - [`downstream`]: the protobuf master new Pika slaves attach to.
-//! - [`admin`]: the relay's own port R (probes, PING, AUTH, INFO).
-//! - [`sim`]: faithful doubles of a new Pika slave (and a keyspace model) for tests and `demo`.
-//! - [`config`]: the TOML settings and their defaults.
+//! - [`admin`]: the relay's own port R (probes, PING, AUTH, INFO) and the metrics endpoint.
 //! - [`relay`]: the parts wired into one relay; pre-flight checks.
+//! - [`config`]: the TOML settings and their defaults.
+//! - [`sim`]: faithful doubles of a new Pika slave (and a keyspace model) for tests and `demo`.
 //! - [`cli`]: the offline tools behind `pika-relay inspect` and `pika-relay seed-manifest`.
 #![warn(missing_docs)]
 
@@ -17,6 +20,8 @@ pub mod cli;
 pub mod config;
 pub mod downstream;
 pub mod formats;
+pub mod journal;
 pub mod pipeline;
 pub mod relay;
 pub mod sim;
+pub mod translate;

@@ -1,0 +1,505 @@
+//! The append side: [`JournalWriter`] (synchronous, owns the files) and [`JournalHandle`] (a
+//! writer on its own thread, fed through a bounded channel, with group commit).
+
+use super::files::data_path;
+use super::meta::{sync_dir, Meta, MetaFile};
+use super::recovery::{self, manifest_of, Recovery};
+use super::{retention, Journal, JournalConfig, JournalError, Shared, SyncPolicy, Synced};
+use crate::formats::item::BinlogItem;
+use crate::formats::record::encode_record;
+use crate::formats::{resp, BinlogPos};
+use crate::pipeline::NewEntry;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Bytes buffered in memory before they are written to the file.
+const WRITE_BUF: usize = 1 << 20;
+
+/// The journal's single writer. Appends are buffered and written; [`JournalWriter::sync`] makes
+/// them durable and accepted. Dropping it without `sync` loses the unsynced appends exactly as a
+/// crash would (which the tests use).
+#[derive(Debug)]
+pub struct JournalWriter {
+    shared: Arc<Shared>,
+    file: File,
+    filenum: u32,
+    /// Producer offset (bytes written plus buffered).
+    offset: u64,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    logic_id: u64,
+    entries: u64,
+    upstream: Option<BinlogPos>,
+    epoch: u64,
+    epoch_start: BinlogPos,
+    meta: MetaFile,
+    manifest: File,
+    unsynced_items: u64,
+    unsynced_since: Option<Instant>,
+    dirty: bool,
+    rotated: bool,
+}
+
+impl JournalWriter {
+    /// Opens the journal in `cfg.dir`, recovering it (see [`recovery`](super::recovery)).
+    pub fn open(cfg: JournalConfig) -> Result<(JournalWriter, Recovery), JournalError> {
+        if !(1024..=1 << 30).contains(&cfg.binlog_file_size) {
+            return Err(JournalError::Config(format!(
+                "binlog_file_size {} outside Pika's range [1024, 1 GiB]",
+                cfg.binlog_file_size
+            )));
+        }
+        if cfg.server_id > i32::MAX as u32 {
+            return Err(JournalError::Config(format!(
+                "server_id {} does not fit the signed int 3.1/3.2 slaves parse it into",
+                cfg.server_id
+            )));
+        }
+        let o = recovery::open(&cfg)?;
+        let m = o.meta.current();
+        let (tx, _) = watch::channel(o.recovery.state);
+        let shared = Arc::new(Shared {
+            cfg,
+            state: tx,
+            first: AtomicU32::new(o.recovery.first_filenum),
+            cursors: Mutex::new(HashMap::new()),
+            next_cursor: AtomicU64::new(1),
+            purge_lock: Mutex::new(()),
+            failure: Mutex::new(None),
+        });
+        let w = JournalWriter {
+            shared,
+            file: o.file,
+            filenum: m.end.filenum,
+            offset: m.end.offset,
+            buf: Vec::with_capacity(WRITE_BUF + 65536),
+            scratch: Vec::new(),
+            logic_id: m.logic_id,
+            entries: m.entries,
+            upstream: m.upstream,
+            epoch: m.epoch,
+            epoch_start: m.epoch_start,
+            meta: o.meta,
+            manifest: o.manifest,
+            unsynced_items: 0,
+            unsynced_since: None,
+            dirty: false,
+            rotated: false,
+        };
+        Ok((w, o.recovery))
+    }
+
+    /// The read side (cursors, watch, retention).
+    pub fn journal(&self) -> Journal {
+        Journal {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Producer position including unsynced appends.
+    pub fn position(&self) -> BinlogPos {
+        BinlogPos::new(self.filenum, self.offset)
+    }
+
+    /// Appends the translated items of one old entry whose upstream end is `upstream_end`. Not
+    /// accepted until the next [`sync`](Self::sync). An empty `entries` only moves the upstream
+    /// position (e.g. an entry that was all padding).
+    ///
+    /// Returns `false` (and writes nothing) when `upstream_end` is not past the upstream position
+    /// already appended: a re-sent entry after a reconnect is never journaled twice.
+    pub fn append(
+        &mut self,
+        upstream_end: BinlogPos,
+        entries: &[NewEntry],
+    ) -> Result<bool, JournalError> {
+        if self.upstream.is_some_and(|u| upstream_end <= u) {
+            tracing::warn!(upstream_end = %upstream_end, have = %self.upstream.unwrap_or_default(),
+                "journal: old entry already journaled, dropped (duplicate after a reconnect?)");
+            return Ok(false);
+        }
+        for e in entries {
+            let before = self.position();
+            if self.offset > self.shared.cfg.binlog_file_size {
+                self.rotate()?;
+            }
+            self.scratch.clear();
+            resp::encode_argv_into(&e.argv, &mut self.scratch);
+            let item = ItemHeader {
+                exec_time: e.exec_time,
+                server_id: self.shared.cfg.server_id,
+                logic_id: self.logic_id,
+                pos: before,
+            };
+            let payload = item.encode(&self.scratch);
+            self.offset = encode_record(self.offset, &payload, e.exec_time, &mut self.buf);
+            self.logic_id += 1;
+            self.entries += 1;
+            self.unsynced_items += 1;
+            if self.buf.len() >= WRITE_BUF {
+                self.flush_buf()?;
+            }
+        }
+        self.upstream = Some(upstream_end);
+        self.dirty = true;
+        self.unsynced_since.get_or_insert_with(Instant::now);
+        Ok(true)
+    }
+
+    /// Makes everything appended durable, stores meta, updates the manifest and publishes the
+    /// new [`Synced`] state. Runs retention after a rotation.
+    pub fn sync(&mut self) -> Result<Synced, JournalError> {
+        if !self.dirty {
+            return Ok(*self.shared.state.borrow());
+        }
+        self.flush_buf()?;
+        let name = || {
+            data_path(&self.shared.cfg.dir, self.filenum)
+                .display()
+                .to_string()
+        };
+        self.file
+            .sync_data()
+            .map_err(|e| JournalError::io(format!("sync {}", name()), e))?;
+        let meta = Meta {
+            seq: 0,
+            end: self.position(),
+            logic_id: self.logic_id,
+            upstream: self.upstream,
+            epoch: self.epoch,
+            epoch_start: self.epoch_start,
+            entries: self.entries,
+        };
+        self.meta
+            .store(meta)
+            .map_err(|e| JournalError::io("store relay-meta", e))?;
+        let img = manifest_of(meta.end, meta.logic_id).encode(self.shared.cfg.manifest_layout);
+        self.manifest
+            .write_all_at(&img[..24], 0)
+            .map_err(|e| JournalError::io("write manifest", e))?;
+        let st = Synced {
+            end: meta.end,
+            logic_id: meta.logic_id,
+            upstream: meta.upstream,
+            epoch: meta.epoch,
+            epoch_start: meta.epoch_start,
+            entries: meta.entries,
+        };
+        self.shared.state.send_replace(st);
+        self.unsynced_items = 0;
+        self.unsynced_since = None;
+        self.dirty = false;
+        if std::mem::take(&mut self.rotated) {
+            retention::purge(&self.shared);
+        }
+        Ok(st)
+    }
+
+    /// Starts dump epoch `e+1`: syncs, then records `J_e` = the journal end and sets the upstream
+    /// position to `upstream` (the dump's binlog position from its `info` file).
+    pub fn begin_epoch(&mut self, upstream: BinlogPos) -> Result<Synced, JournalError> {
+        self.sync()?;
+        self.epoch += 1;
+        self.epoch_start = self.position();
+        self.upstream = Some(upstream);
+        self.dirty = true;
+        let st = self.sync()?;
+        tracing::info!(epoch = st.epoch, j_e = %st.epoch_start, upstream = %upstream, "journal: new dump epoch");
+        Ok(st)
+    }
+
+    /// Whether the sync policy asks for a sync now.
+    pub fn sync_due(&self) -> bool {
+        if !self.dirty {
+            return false;
+        }
+        match self.shared.cfg.sync {
+            SyncPolicy::Always => true,
+            SyncPolicy::Group {
+                max_entries,
+                max_delay_ms,
+            } => {
+                self.unsynced_items >= max_entries
+                    || self
+                        .unsynced_since
+                        .is_some_and(|t| t.elapsed() >= Duration::from_millis(max_delay_ms))
+            }
+        }
+    }
+
+    /// When the pending appends must be synced at the latest.
+    pub fn sync_deadline(&self) -> Option<Instant> {
+        if !self.dirty {
+            return None;
+        }
+        match self.shared.cfg.sync {
+            SyncPolicy::Always => Some(Instant::now()),
+            SyncPolicy::Group { max_delay_ms, .. } => self
+                .unsynced_since
+                .map(|t| t + Duration::from_millis(max_delay_ms)),
+        }
+    }
+
+    fn flush_buf(&mut self) -> Result<(), JournalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let r = self.file.write_all(&self.buf);
+        self.buf.clear();
+        r.map_err(|e| {
+            JournalError::io(
+                format!(
+                    "write {}",
+                    data_path(&self.shared.cfg.dir, self.filenum).display()
+                ),
+                e,
+            )
+        })
+    }
+
+    fn rotate(&mut self) -> Result<(), JournalError> {
+        self.flush_buf()?;
+        let dir = &self.shared.cfg.dir;
+        self.file
+            .sync_data()
+            .map_err(|e| JournalError::io(format!("sync write2file{}", self.filenum), e))?;
+        let next = self.filenum + 1;
+        let p = data_path(dir, next);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .map_err(|e| JournalError::io(format!("create {}", p.display()), e))?;
+        sync_dir(dir).map_err(|e| JournalError::io(format!("sync {}", dir.display()), e))?;
+        tracing::info!(
+            from = self.filenum,
+            to = next,
+            size = self.offset,
+            "journal: rotated"
+        );
+        self.file = f;
+        self.filenum = next;
+        self.offset = 0;
+        self.rotated = true;
+        Ok(())
+    }
+}
+
+/// The fixed fields of an item header (content comes separately, to avoid a copy).
+struct ItemHeader {
+    exec_time: u32,
+    server_id: u32,
+    logic_id: u64,
+    pos: BinlogPos,
+}
+
+impl ItemHeader {
+    fn encode(&self, content: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(crate::formats::item::ITEM_HEADER_LEN + content.len());
+        BinlogItem {
+            exec_time: self.exec_time,
+            server_id: self.server_id,
+            logic_id: self.logic_id,
+            pos: self.pos,
+            content: Vec::new(),
+        }
+        .encode_into(&mut v);
+        // Patch the content length (encode_into wrote 0) and append the content.
+        v[30..34].copy_from_slice(&(content.len() as u32).to_le_bytes());
+        v.extend_from_slice(content);
+        v
+    }
+}
+
+enum Cmd {
+    Append(BinlogPos, Vec<NewEntry>),
+    Sync(oneshot::Sender<Result<Synced, String>>),
+    Epoch(BinlogPos, oneshot::Sender<Result<Synced, String>>),
+    Close(oneshot::Sender<Result<Synced, String>>),
+}
+
+/// A [`JournalWriter`] running on its own thread. Appends go through a bounded channel (so a
+/// slow disk slows the upstream reader, nothing grows without bound) and are synced by the
+/// configured [`SyncPolicy`]. Acceptance is observed on [`Journal::watch`]. Dropping the handle
+/// syncs what was sent and stops the thread.
+#[derive(Debug)]
+pub struct JournalHandle {
+    tx: mpsc::Sender<Cmd>,
+    journal: Journal,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cmd::Append(..) => "Append",
+            Cmd::Sync(_) => "Sync",
+            Cmd::Epoch(..) => "Epoch",
+            Cmd::Close(_) => "Close",
+        })
+    }
+}
+
+impl JournalHandle {
+    /// Starts `w` on a thread named `journal-writer`.
+    pub fn spawn(w: JournalWriter) -> Result<JournalHandle, JournalError> {
+        let journal = w.journal();
+        let (tx, rx) = mpsc::channel(journal.shared.cfg.channel_capacity.max(1));
+        let thread = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || run(w, rx))
+            .map_err(|e| JournalError::io("spawn writer thread", e))?;
+        Ok(JournalHandle {
+            tx,
+            journal,
+            thread: Some(thread),
+        })
+    }
+
+    /// The read side.
+    pub fn journal(&self) -> Journal {
+        self.journal.clone()
+    }
+
+    fn stopped(&self) -> JournalError {
+        JournalError::WriterStopped(self.journal.failure().unwrap_or_else(|| "closed".into()))
+    }
+
+    /// Queues the items of one old entry (waits only when the channel is full). Accepted once
+    /// [`Journal::watch`] shows `upstream >= upstream_end`.
+    pub async fn append(
+        &self,
+        upstream_end: BinlogPos,
+        entries: Vec<NewEntry>,
+    ) -> Result<(), JournalError> {
+        self.tx
+            .send(Cmd::Append(upstream_end, entries))
+            .await
+            .map_err(|_| self.stopped())
+    }
+
+    /// [`append`](Self::append) for non-async callers (must not be called on a runtime thread).
+    pub fn append_blocking(
+        &self,
+        upstream_end: BinlogPos,
+        entries: Vec<NewEntry>,
+    ) -> Result<(), JournalError> {
+        self.tx
+            .blocking_send(Cmd::Append(upstream_end, entries))
+            .map_err(|_| self.stopped())
+    }
+
+    async fn ask(
+        &self,
+        f: impl FnOnce(oneshot::Sender<Result<Synced, String>>) -> Cmd,
+    ) -> Result<Synced, JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(f(tx)).await.map_err(|_| self.stopped())?;
+        rx.await
+            .map_err(|_| self.stopped())?
+            .map_err(JournalError::WriterStopped)
+    }
+
+    /// Syncs everything queued so far and returns the accepted state.
+    pub async fn sync(&self) -> Result<Synced, JournalError> {
+        self.ask(Cmd::Sync).await
+    }
+
+    /// Blocking [`sync`](Self::sync).
+    pub fn sync_blocking(&self) -> Result<Synced, JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Cmd::Sync(tx))
+            .map_err(|_| self.stopped())?;
+        rx.blocking_recv()
+            .map_err(|_| self.stopped())?
+            .map_err(JournalError::WriterStopped)
+    }
+
+    /// Starts a new dump epoch at upstream position `upstream` (see [`JournalWriter::begin_epoch`]).
+    pub async fn begin_epoch(&self, upstream: BinlogPos) -> Result<Synced, JournalError> {
+        self.ask(|tx| Cmd::Epoch(upstream, tx)).await
+    }
+
+    /// Syncs, stops the writer thread and waits for it.
+    pub async fn close(mut self) -> Result<Synced, JournalError> {
+        let r = self.ask(Cmd::Close).await;
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        r
+    }
+}
+
+fn run(mut w: JournalWriter, mut rx: mpsc::Receiver<Cmd>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            fail(&w, format!("writer runtime: {e}"));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        loop {
+            let cmd = match w.sync_deadline() {
+                Some(d) => tokio::select! {
+                    biased;
+                    c = rx.recv() => c,
+                    _ = tokio::time::sleep_until(d.into()) => {
+                        if let Err(e) = w.sync() { return fail(&w, e.to_string()); }
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let r = match cmd {
+                None => {
+                    if let Err(e) = w.sync() {
+                        fail(&w, e.to_string());
+                    }
+                    return;
+                }
+                Some(Cmd::Append(up, entries)) => w.append(up, &entries).map(|_| ()),
+                Some(Cmd::Sync(reply)) => {
+                    let r = w.sync();
+                    let _ = reply.send(r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
+                    r.map(|_| ())
+                }
+                Some(Cmd::Epoch(up, reply)) => {
+                    let r = w.begin_epoch(up);
+                    let _ = reply.send(r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
+                    r.map(|_| ())
+                }
+                Some(Cmd::Close(reply)) => {
+                    let r = w.sync();
+                    let _ = reply.send(r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
+                    return;
+                }
+            };
+            if let Err(e) = r.and_then(|_| {
+                if w.sync_due() {
+                    w.sync().map(|_| ())
+                } else {
+                    Ok(())
+                }
+            }) {
+                return fail(&w, e.to_string());
+            }
+        }
+    });
+}
+
+fn fail(w: &JournalWriter, msg: String) {
+    tracing::error!("journal writer stopped: {msg}");
+    *w.shared.failure.lock().unwrap() = Some(msg);
+}
