@@ -15,6 +15,7 @@ pub mod xmit {
     pub const LONG_NAME: u16 = 0x0040;
     pub const SAME_TIME: u16 = 0x0080;
     pub const SAME_RDEV_MAJOR: u16 = 0x0100;
+    pub const NO_CONTENT_DIR: u16 = 0x0100;
     pub const HLINKED: u16 = 0x0200;
     pub const USER_NAME_FOLLOWS: u16 = 0x0400;
     pub const GROUP_NAME_FOLLOWS: u16 = 0x0800;

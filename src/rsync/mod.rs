@@ -28,3 +28,4 @@ pub mod token;
 pub mod wire;
 
 pub use error::{ProtoError, Result};
+pub mod receiver;

@@ -110,6 +110,8 @@ pub struct MuxReader<R> {
     pub controls: VecDeque<Control>,
     /// Total bytes read from the socket.
     pub raw_bytes: u64,
+    /// Give up when the peer sends nothing for this long.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl<R: AsyncRead + Unpin> MuxReader<R> {
@@ -124,6 +126,7 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
             frame_left: 0,
             controls: VecDeque::new(),
             raw_bytes: 0,
+            idle_timeout: None,
         }
     }
 
@@ -141,7 +144,11 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
         if self.raw.capacity() - self.raw.len() < 64 * 1024 {
             self.raw.reserve(256 * 1024);
         }
-        let n = self.inner.read_buf(&mut self.raw).await?;
+        let read = self.inner.read_buf(&mut self.raw);
+        let n = match self.idle_timeout {
+            Some(t) => tokio::time::timeout(t, read).await.map_err(|_| ProtoError::Timeout("waiting for the peer"))??,
+            None => read.await?,
+        };
         if n == 0 {
             return Err(ProtoError::Eof("mid-stream"));
         }
