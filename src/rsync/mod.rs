@@ -29,3 +29,4 @@ pub mod wire;
 
 pub use error::{ProtoError, Result};
 pub mod receiver;
+pub mod sender;
