@@ -156,7 +156,8 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
         Ok(())
     }
 
-    /// Read and process frames until at least one more data byte is buffered.
+    /// Read and process frames until at least one more data byte is buffered or a control
+    /// message was queued.
     pub async fn fill_more(&mut self) -> Result<()> {
         let before = self.data.len();
         loop {
@@ -192,6 +193,7 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
             self.raw.advance(4 + len);
             if let Some(c) = decode_control(t, &payload)? {
                 self.controls.push_back(c);
+                return Ok(());
             }
         }
     }
