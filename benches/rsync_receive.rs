@@ -43,7 +43,11 @@ fn push(src: &Path, port: u16, dest: &str, extra: &[&str]) -> f64 {
     let st = Command::new(rsync())
         .arg("-a")
         .args(extra)
-        .args([&format!("--port={port}"), &format!("{}/", src.display()), dest])
+        .args([
+            &format!("--port={port}"),
+            &format!("{}/", src.display()),
+            dest,
+        ])
         .stdin(Stdio::null())
         .status()
         .unwrap();
@@ -52,7 +56,10 @@ fn push(src: &Path, port: u16, dest: &str, extra: &[&str]) -> f64 {
 }
 
 fn main() {
-    let mb: usize = std::env::var("RSYNC_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mb: usize = std::env::var("RSYNC_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let files = (mb / FILE_MB).max(1);
     let bytes = (files * (FILE_MB << 20)) as f64;
     let work = tempfile::tempdir().unwrap();
@@ -61,30 +68,55 @@ fn main() {
     make_tree(&src, files);
 
     // Embedded receiver.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let stage = work.path().join("stage");
-    let cfg = ReceiverConfig::new("127.0.0.1:0".parse().unwrap(), stage.clone(), vec![ModuleSpec::prefix("document")]);
-    let rx = rt.block_on(Receiver::start(cfg, CancellationToken::new())).unwrap();
+    let cfg = ReceiverConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        stage.clone(),
+        vec![ModuleSpec::prefix("document")],
+    );
+    let rx = rt
+        .block_on(Receiver::start(cfg, CancellationToken::new()))
+        .unwrap();
     let eport = rx.local_addr.port();
 
     // Stock daemon, configured like a Pika slave's (without auth, as 3.0.16).
     let dpath = work.path().join("daemon");
     std::fs::create_dir_all(dpath.join("data")).unwrap();
-    let as_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    let as_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
     let conf = format!(
         "{}use chroot = no\nlist = no\nstrict modes = no\npid file = {1}/rsync.pid\nlock file = {1}/rsync.lock\nlog file = {1}/rsyncd.log\n[document]\npath = {1}/data\nread only = no\n",
         if as_root { "uid = root\ngid = root\n" } else { "" },
         dpath.display()
     );
     std::fs::write(dpath.join("rsyncd.conf"), conf).unwrap();
-    let dport = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dport = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut daemon = Command::new(rsync())
-        .args(["--daemon", "--no-detach", &format!("--config={}", dpath.join("rsyncd.conf").display()), "--address=127.0.0.1", &format!("--port={dport}")])
+        .args([
+            "--daemon",
+            "--no-detach",
+            &format!("--config={}", dpath.join("rsyncd.conf").display()),
+            "--address=127.0.0.1",
+            &format!("--port={dport}"),
+        ])
         .spawn()
         .unwrap();
     let t0 = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", dport)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "daemon did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "daemon did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -95,11 +127,26 @@ fn main() {
     for round in 0..2 {
         let s = push(&src, dport, &format!("127.0.0.1::document/r{round}/"), &[]);
         let _ = std::fs::remove_dir_all(dpath.join("data").join(format!("r{round}")));
-        let m = push(&src, dport, &format!("127.0.0.1::document/m{round}/"), &["--checksum-choice=md5"]);
+        let m = push(
+            &src,
+            dport,
+            &format!("127.0.0.1::document/m{round}/"),
+            &["--checksum-choice=md5"],
+        );
         let _ = std::fs::remove_dir_all(dpath.join("data").join(format!("m{round}")));
-        let e = push(&src, eport, &format!("127.0.0.1::document_bench/r{round}/"), &[]);
+        let e = push(
+            &src,
+            eport,
+            &format!("127.0.0.1::document_bench/r{round}/"),
+            &[],
+        );
         let _ = std::fs::remove_dir_all(stage.join("document_bench").join(format!("r{round}")));
-        println!("round {round}: stock {:.0} MB/s, stock+md5 {:.0} MB/s, embedded {:.0} MB/s", mbs(s), mbs(m), mbs(e));
+        println!(
+            "round {round}: stock {:.0} MB/s, stock+md5 {:.0} MB/s, embedded {:.0} MB/s",
+            mbs(s),
+            mbs(m),
+            mbs(e)
+        );
         best_e = best_e.min(e);
         best_s = best_s.min(s);
         best_m = best_m.min(m);

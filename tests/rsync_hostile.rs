@@ -21,12 +21,20 @@ impl Raw {
     /// Handshake as an rsync 3.x client and send the `--server` arguments.
     async fn connect(port: u16, dest: &str) -> Raw {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        s.write_all(format!("@RSYNCD: 31.0\n{MODULE}\n").as_bytes()).await.unwrap();
+        s.write_all(format!("@RSYNCD: 31.0\n{MODULE}\n").as_bytes())
+            .await
+            .unwrap();
         let mut raw = Raw(s);
         assert_eq!(raw.line().await, "@RSYNCD: 31.0");
         assert_eq!(raw.line().await, "@RSYNCD: OK");
         let mut args = vec![];
-        for a in ["--server", "-rlte.LsfxC", ".", &format!("{MODULE}/{dest}"), ""] {
+        for a in [
+            "--server",
+            "-rlte.LsfxC",
+            ".",
+            &format!("{MODULE}/{dest}"),
+            "",
+        ] {
             args.extend_from_slice(a.as_bytes());
             args.push(0);
         }
@@ -56,7 +64,10 @@ impl Raw {
 
     async fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
         let mut h = [0u8; 4];
-        tokio::time::timeout(Duration::from_secs(20), self.0.read_exact(&mut h)).await.ok()?.ok()?;
+        tokio::time::timeout(Duration::from_secs(20), self.0.read_exact(&mut h))
+            .await
+            .ok()?
+            .ok()?;
         let v = u32::from_le_bytes(h);
         let mut p = vec![0u8; (v & 0xFF_FFFF) as usize];
         self.0.read_exact(&mut p).await.ok()?;
@@ -66,7 +77,10 @@ impl Raw {
     /// Read until MSG_ERROR; then complete the protocol-31 MSG_ERROR_EXIT exchange.
     async fn expect_error(&mut self) -> String {
         let text = loop {
-            let (t, p) = self.frame().await.expect("server closed without an error message");
+            let (t, p) = self
+                .frame()
+                .await
+                .expect("server closed without an error message");
             if t == tag::ERROR {
                 break String::from_utf8_lossy(&p).into_owned();
             }
@@ -82,12 +96,27 @@ impl Raw {
 }
 
 fn file(name: &str, size: i64) -> FileEntry {
-    FileEntry { name: name.as_bytes().to_vec(), size, mtime: 1_700_000_000, mode: 0o100644, ..Default::default() }
+    FileEntry {
+        name: name.as_bytes().to_vec(),
+        size,
+        mtime: 1_700_000_000,
+        mode: 0o100644,
+        ..Default::default()
+    }
 }
 
 fn list(entries: &[FileEntry]) -> Vec<u8> {
     let mut v = vec![];
-    encode_entry(&mut v, &FileEntry { name: b".".to_vec(), mode: 0o040755, mtime: 1_700_000_000, ..Default::default() }, true);
+    encode_entry(
+        &mut v,
+        &FileEntry {
+            name: b".".to_vec(),
+            mode: 0o040755,
+            mtime: 1_700_000_000,
+            ..Default::default()
+        },
+        true,
+    );
     for e in entries {
         encode_entry(&mut v, e, false);
     }
@@ -96,16 +125,30 @@ fn list(entries: &[FileEntry]) -> Vec<u8> {
 }
 
 fn limits() -> Limits {
-    Limits { max_files: 50_000, max_file_bytes: 1 << 20, ..Limits::default() }
+    Limits {
+        max_files: 50_000,
+        max_file_bytes: 1 << 20,
+        ..Limits::default()
+    }
 }
 
 /// No temp files and nothing outside the module root.
 fn assert_clean(r: &TestReceiver) {
     let stage = r.staging.path().join("stage");
-    let outside: Vec<_> = std::fs::read_dir(r.staging.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(outside, ["stage"], "something was written outside the staging root");
+    let outside: Vec<_> = std::fs::read_dir(r.staging.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        outside,
+        ["stage"],
+        "something was written outside the staging root"
+    );
     if stage.exists() {
-        let left: Vec<_> = list_files(&stage).into_iter().filter(|p| !p.starts_with(format!("{MODULE}/keep"))).collect();
+        let left: Vec<_> = list_files(&stage)
+            .into_iter()
+            .filter(|p| !p.starts_with(format!("{MODULE}/keep")))
+            .collect();
         assert!(left.is_empty(), "partial staging left behind: {left:?}");
     }
 }
@@ -116,7 +159,10 @@ async fn refused(r: &mut TestReceiver, entries_payload: Vec<u8>, want: &str) {
     let text = c.expect_error().await;
     assert!(text.contains(want), "error text {text:?} lacks {want:?}");
     let ev = r.event().await;
-    assert!(ev.result.as_ref().is_err_and(|e| e.contains(want)), "{ev:?}");
+    assert!(
+        ev.result.as_ref().is_err_and(|e| e.contains(want)),
+        "{ev:?}"
+    );
     assert_clean(r);
 }
 
@@ -128,7 +174,16 @@ async fn hostile_clients_get_errors_and_the_listener_survives() {
     refused(&mut r, list(&[file("/etc/x", 1)]), "absolute").await;
     // A symlink entry (-l: the target follows the mode).
     let mut sym = vec![];
-    encode_entry(&mut sym, &FileEntry { name: b"evil".to_vec(), mode: 0o120777, mtime: 1, ..Default::default() }, false);
+    encode_entry(
+        &mut sym,
+        &FileEntry {
+            name: b"evil".to_vec(),
+            mode: 0o120777,
+            mtime: 1,
+            ..Default::default()
+        },
+        false,
+    );
     put_varint(&mut sym, 4);
     sym.extend_from_slice(b"/etc");
     let mut payload = list(&[]);
@@ -173,12 +228,17 @@ async fn hostile_clients_get_errors_and_the_listener_survives() {
     c.data(&rec).await;
     drop(c);
     let ev = r.event().await;
-    assert!(ev.result.as_ref().is_err_and(|e| e.contains("closed")), "{ev:?}");
+    assert!(
+        ev.result.as_ref().is_err_and(|e| e.contains("closed")),
+        "{ev:?}"
+    );
     assert_clean(&r);
 
     // Garbage greeting.
     let mut s = TcpStream::connect(("127.0.0.1", r.port)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut got = String::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut got)).await;
     assert_eq!(got, "@RSYNCD: 31.0\n@ERROR: protocol startup error\n");
@@ -188,7 +248,10 @@ async fn hostile_clients_get_errors_and_the_listener_survives() {
     s.write_all(b"@RSYNCD: 29.0\n").await.unwrap();
     let mut got = String::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut got)).await;
-    assert!(got.contains("@ERROR: unsupported: protocol version mismatch"), "{got}");
+    assert!(
+        got.contains("@ERROR: unsupported: protocol version mismatch"),
+        "{got}"
+    );
 
     // Connect-only probe, and a truncated varlong in an otherwise fine list.
     drop(TcpStream::connect(("127.0.0.1", r.port)).await.unwrap());
@@ -203,15 +266,22 @@ async fn hostile_clients_get_errors_and_the_listener_survives() {
     // A good client is still served.
     let src = tempfile::tempdir().unwrap();
     make_dump(src.path(), 0);
-    let o = run_rsync(&[
-        "-avP".into(),
-        format!("--port={}", r.port),
-        format!("{}/strings/", src.path().display()),
-        format!("127.0.0.1::{MODULE}/keep/"),
-    ], 30).await;
+    let o = run_rsync(
+        &[
+            "-avP".into(),
+            format!("--port={}", r.port),
+            format!("{}/strings/", src.path().display()),
+            format!("127.0.0.1::{MODULE}/keep/"),
+        ],
+        30,
+    )
+    .await;
     assert_ok(&o, "good client after hostile ones");
     assert!(r.event().await.result.is_ok());
-    assert_same_tree(&src.path().join("strings"), &r.module_root(MODULE).join("keep"));
+    assert_same_tree(
+        &src.path().join("strings"),
+        &r.module_root(MODULE).join("keep"),
+    );
 }
 
 #[tokio::test]
@@ -219,7 +289,16 @@ async fn unsupported_option_is_named() {
     let r = start_receiver(vec![ModuleSpec::prefix("document")], Limits::default()).await;
     let src = tempfile::tempdir().unwrap();
     make_dump(src.path(), 0);
-    let o = run_rsync(&["-aH".into(), format!("--port={}", r.port), format!("{}/sets/", src.path().display()), format!("127.0.0.1::{MODULE}/sets/")], 30).await;
+    let o = run_rsync(
+        &[
+            "-aH".into(),
+            format!("--port={}", r.port),
+            format!("{}/sets/", src.path().display()),
+            format!("127.0.0.1::{MODULE}/sets/"),
+        ],
+        30,
+    )
+    .await;
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--hard-links"), "{err}");

@@ -27,13 +27,27 @@ impl Daemon {
         for ty in TYPES {
             std::fs::create_dir_all(d.join("dbsync/db0").join(ty)).unwrap(); // PrepareRsync
         }
-        std::fs::write(d.join("slash_rsync.secret"), format!("rsync_user:{password}")).unwrap();
+        std::fs::write(
+            d.join("slash_rsync.secret"),
+            format!("rsync_user:{password}"),
+        )
+        .unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(d.join("slash_rsync.secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            d.join("slash_rsync.secret"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         // As slash::StartRsync: run as root when started by root.
         use std::os::unix::fs::MetadataExt;
-        let as_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
-        let ids = if as_root { "uid = root\ngid = root\n" } else { "" };
+        let as_root = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
+        let ids = if as_root {
+            "uid = root\ngid = root\n"
+        } else {
+            ""
+        };
         let conf = format!(
             "{ids}use chroot = no\nmax connections = 10\nlist = no\nstrict modes = no\npid file = {0}/rsync.pid\nlog file = {0}/rsyncd.log\nlock file = {0}/rsyncd.lock\n[document]\npath = {0}/dbsync/\nread only = no\nauth users = rsync_user\nsecrets file = {0}/slash_rsync.secret\n",
             d.display()
@@ -41,13 +55,22 @@ impl Daemon {
         std::fs::write(d.join("rsyncd.conf"), conf).unwrap();
         let port = free_port();
         let child = command(&rsync_bin())
-            .args(["--daemon", "--no-detach", &format!("--config={}", d.join("rsyncd.conf").display()), "--address=127.0.0.1", &format!("--port={port}")])
+            .args([
+                "--daemon",
+                "--no-detach",
+                &format!("--config={}", d.join("rsyncd.conf").display()),
+                "--address=127.0.0.1",
+                &format!("--port={port}"),
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("start rsync --daemon");
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "rsync daemon did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "rsync daemon did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Daemon { child, port, dir }
@@ -84,13 +107,17 @@ async fn push_dump_into_stock_daemon_is_byte_identical() {
     }));
     // A stale file the --delete pass must remove.
     std::fs::write(d.root().join("db0/lists/stale.sst"), b"old").unwrap();
-    let st = push_dump(&c, src.path(), "db0").await.unwrap_or_else(|e| panic!("{e}\ndaemon log:\n{}", d.log()));
+    let st = push_dump(&c, src.path(), "db0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\ndaemon log:\n{}", d.log()));
     assert_eq!(st.connections, 11, "5 pushes + 5 delete passes + info");
     assert!(st.bytes >= 20 << 20);
     assert!(calls.load(Ordering::Relaxed) >= 11);
     assert_same_tree(src.path(), &d.root().join("db0"));
     // Re-pushing an unchanged dir sends nothing (the daemon's quick check).
-    let again = push_path(&c, &src.path().join("strings"), "db0/strings/", false).await.unwrap();
+    let again = push_path(&c, &src.path().join("strings"), "db0/strings/", false)
+        .await
+        .unwrap();
     assert_eq!((again.files, again.bytes), (0, 0));
 }
 
@@ -104,10 +131,15 @@ async fn protocol_30_and_bwlimit() {
     c.protocol = 30;
     c.bwlimit = 2_000_000;
     let t0 = Instant::now();
-    let st = push_path(&c, &src.path().join("strings"), "db0/strings/", false).await.unwrap();
+    let st = push_path(&c, &src.path().join("strings"), "db0/strings/", false)
+        .await
+        .unwrap();
     let el = t0.elapsed();
     assert_eq!(st.files, 1);
-    assert!(el >= Duration::from_millis(1500), "4 MiB at 2 MB/s took only {el:?}");
+    assert!(
+        el >= Duration::from_millis(1500),
+        "4 MiB at 2 MB/s took only {el:?}"
+    );
     assert_same_tree(&src.path().join("strings"), &d.root().join("db0/strings"));
 }
 
@@ -116,19 +148,34 @@ async fn wrong_password_fails_cleanly() {
     let d = Daemon::start("right");
     let src = tempfile::tempdir().unwrap();
     make_dump(src.path(), 0);
-    let e = push_path(&cfg(d.port, "wrong"), &src.path().join("sets"), "db0/sets/", false).await.unwrap_err();
+    let e = push_path(
+        &cfg(d.port, "wrong"),
+        &src.path().join("sets"),
+        "db0/sets/",
+        false,
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("auth failed"), "{e}");
 }
 
 /// Our sender into our receiver: both halves agree on the wire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sender_to_embedded_receiver() {
-    let mut r = start_receiver(vec![ModuleSpec::with_auth("document", "rsync_user", "pw")], Limits::default()).await;
+    let mut r = start_receiver(
+        vec![ModuleSpec::with_auth("document", "rsync_user", "pw")],
+        Limits::default(),
+    )
+    .await;
     let src = tempfile::tempdir().unwrap();
     make_dump(src.path(), 3);
-    let st = push_dump(&cfg(r.port, "pw"), src.path(), "db0").await.unwrap();
+    let st = push_dump(&cfg(r.port, "pw"), src.path(), "db0")
+        .await
+        .unwrap();
     assert_eq!(st.connections, 11);
-    let ev = r.rx.wait_for_file("document", "db0/info", Duration::from_secs(10)).await;
+    let ev =
+        r.rx.wait_for_file("document", "db0/info", Duration::from_secs(10))
+            .await;
     assert!(ev.is_some());
     assert_same_tree(src.path(), &r.module_root("document").join("db0"));
     let _ = Path::new("");

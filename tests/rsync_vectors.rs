@@ -55,7 +55,11 @@ fn parse_pair(c2s: &[u8], s2c: &[u8], name: &str) -> Push {
     // Server side: greeting, [AUTHREQD], OK, compat varint, checksum list, seed, frames.
     let mut s = s2c;
     let g = parse_greeting(line(&mut s)).unwrap();
-    assert_eq!((g.protocol, g.digests.as_deref()), (32, Some("sha512 sha256 sha1 md5 md4")), "{name}");
+    assert_eq!(
+        (g.protocol, g.digests.as_deref()),
+        (32, Some("sha512 sha256 sha1 md5 md4")),
+        "{name}"
+    );
     let mut l = line(&mut s);
     let auth = l.starts_with("@RSYNCD: AUTHREQD ");
     if auth {
@@ -63,20 +67,33 @@ fn parse_pair(c2s: &[u8], s2c: &[u8], name: &str) -> Push {
     }
     assert_eq!(l, "@RSYNCD: OK", "{name}");
     assert_eq!(get_varint(&mut s).unwrap(), 0x1FF, "{name}: compat flags");
-    assert_eq!(get_vstring(&mut s, 256).unwrap(), b"xxh128 xxh3 xxh64 md5 md4 sha1 none");
+    assert_eq!(
+        get_vstring(&mut s, 256).unwrap(),
+        b"xxh128 xxh3 xxh64 md5 md4 sha1 none"
+    );
     take(&mut s, 4).unwrap(); // seed
     let (sdata, _) = frames(s);
-    assert_eq!(sdata.last(), Some(&0), "{name}: the daemon's goodbye NDX_DONE");
+    assert_eq!(
+        sdata.last(),
+        Some(&0),
+        "{name}: the daemon's goodbye NDX_DONE"
+    );
 
     // Client side: greeting, module, [auth], args, checksum list, frames.
     let mut c = c2s;
     assert_eq!(parse_greeting(line(&mut c)).unwrap().protocol, 32);
-    let ModuleRequest::Module(module) = parse_module_line(line(&mut c)) else { panic!("{name}: module line") };
+    let ModuleRequest::Module(module) = parse_module_line(line(&mut c)) else {
+        panic!("{name}: module line")
+    };
     assert!(module.starts_with("document"), "{name}: {module}");
     if auth {
         let l = line(&mut c);
         let (user, resp) = l.split_once(' ').unwrap();
-        assert_eq!((user, resp.len()), ("rsync_user", 86), "{name}: sha512 response");
+        assert_eq!(
+            (user, resp.len()),
+            ("rsync_user", 86),
+            "{name}: sha512 response"
+        );
     }
     let mut args = vec![];
     loop {
@@ -88,11 +105,25 @@ fn parse_pair(c2s: &[u8], s2c: &[u8], name: &str) -> Push {
         }
         args.push(a);
     }
-    assert_eq!(get_vstring(&mut c, 256).unwrap(), b"xxh128 xxh3 xxh64 md5 md4 sha1");
+    assert_eq!(
+        get_vstring(&mut c, 256).unwrap(),
+        b"xxh128 xxh3 xxh64 md5 md4 sha1"
+    );
     let (data, tags) = frames(c);
-    assert!(tags.iter().all(|&t| t == tag::NOOP || t == tag::INFO), "{name}: {tags:?}");
-    assert_eq!(&data[data.len() - 1..], &[0], "{name}: sender's last NDX_DONE");
-    Push { name: name.into(), args, data }
+    assert!(
+        tags.iter().all(|&t| t == tag::NOOP || t == tag::INFO),
+        "{name}: {tags:?}"
+    );
+    assert_eq!(
+        &data[data.len() - 1..],
+        &[0],
+        "{name}: sender's last NDX_DONE"
+    );
+    Push {
+        name: name.into(),
+        args,
+        data,
+    }
 }
 
 fn pushes(version: &str, prefix: &str) -> Vec<Push> {
@@ -125,42 +156,92 @@ fn check(version: &str, prefix: &str, dest_prefix: &str, types: [&str; 5], bwlim
     let p = pushes(version, prefix);
     assert_eq!(p.len(), 11, "{version}: 5 pushes, 5 delete passes, info");
     for push in &p {
-        let a = parse_server_args(&push.args).unwrap_or_else(|e| panic!("{}: {:?} refused: {e}", push.name, push.args));
+        let a = parse_server_args(&push.args)
+            .unwrap_or_else(|e| panic!("{}: {:?} refused: {e}", push.name, push.args));
         assert_eq!(a.client_info, ".iLsfxCIvu");
         assert!(a.recursive && a.links && a.owner && a.group && a.devices && a.times && a.perms);
         assert_eq!(a.paths.len(), 1);
-        assert!(a.paths[0].starts_with(dest_prefix), "{}: {}", push.name, a.paths[0]);
+        assert!(
+            a.paths[0].starts_with(dest_prefix),
+            "{}: {}",
+            push.name,
+            a.paths[0]
+        );
         // Delete passes send the (empty) filter list first; the others start with the file list.
         assert_eq!(push.data[..4] == [0, 0, 0, 0], a.delete, "{}", push.name);
         if !a.delete {
-            assert!(push.args.contains(&format!("--bwlimit={bwlimit}")), "{}", push.name);
+            assert!(
+                push.args.contains(&format!("--bwlimit={bwlimit}")),
+                "{}",
+                push.name
+            );
         }
     }
-    let deletes: Vec<_> = p.iter().filter(|x| x.args.contains(&"--delete".to_string())).collect();
+    let deletes: Vec<_> = p
+        .iter()
+        .filter(|x| x.args.contains(&"--delete".to_string()))
+        .collect();
     assert_eq!(deletes.len(), 5);
     for ty in types {
-        assert!(p.iter().any(|x| x.args.last().unwrap().ends_with(&format!("/{ty}/"))), "{version}: {ty}");
+        assert!(
+            p.iter()
+                .any(|x| x.args.last().unwrap().ends_with(&format!("/{ty}/"))),
+            "{version}: {ty}"
+        );
     }
-    assert!(p.last().unwrap().args.last().unwrap().ends_with("/info"), "{version}: info last");
+    assert!(
+        p.last().unwrap().args.last().unwrap().ends_with("/info"),
+        "{version}: info last"
+    );
 }
 
 #[test]
 fn pika_3_0_16_pushes() {
-    check("pika-3.0.16", "06-rsync-", "document_127.0.0.1:29221/", ["strings", "hashes", "lists", "sets", "zsets"], "1048576");
+    check(
+        "pika-3.0.16",
+        "06-rsync-",
+        "document_127.0.0.1:29221/",
+        ["strings", "hashes", "lists", "sets", "zsets"],
+        "1048576",
+    );
 }
 
 #[test]
 fn pika_2_3_6_pushes() {
-    check("pika-2.3.6", "06-rsync-", "document_127.0.0.1:30021/", ["kv", "hash", "list", "set", "zset"], "128000");
+    check(
+        "pika-2.3.6",
+        "06-rsync-",
+        "document_127.0.0.1:30021/",
+        ["kv", "hash", "list", "set", "zset"],
+        "128000",
+    );
 }
 
 #[test]
 fn pika_3_2_9_pushes() {
-    check("pika-3.2.9", "08-rsync-", "document/db0/", ["strings", "hashes", "lists", "sets", "zsets"], "1048576");
+    check(
+        "pika-3.2.9",
+        "08-rsync-",
+        "document/db0/",
+        ["strings", "hashes", "lists", "sets", "zsets"],
+        "1048576",
+    );
 }
 
 #[test]
 fn pika_3_1_1_and_3_3_6_pushes() {
-    check("pika-3.1.1", "08-rsync-", "document/db0/", ["strings", "hashes", "lists", "sets", "zsets"], "1048576");
-    check("pika-3.3.6", "08-rsync-", "document/db0/", ["strings", "hashes", "lists", "sets", "zsets"], "1048576");
+    check(
+        "pika-3.1.1",
+        "08-rsync-",
+        "document/db0/",
+        ["strings", "hashes", "lists", "sets", "zsets"],
+        "1048576",
+    );
+    check(
+        "pika-3.3.6",
+        "08-rsync-",
+        "document/db0/",
+        ["strings", "hashes", "lists", "sets", "zsets"],
+        "1048576",
+    );
 }

@@ -60,7 +60,9 @@ impl ServerArgs {
 }
 
 fn refuse(opt: &str) -> ProtoError {
-    ProtoError::Unsupported(format!("{opt}: unknown option (not supported by this receiver)"))
+    ProtoError::Unsupported(format!(
+        "{opt}: unknown option (not supported by this receiver)"
+    ))
 }
 
 fn short_name(c: char) -> &'static str {
@@ -80,20 +82,67 @@ fn short_name(c: char) -> &'static str {
 
 /// Long options that neither change the stream layout nor need handling here.
 const HARMLESS_LONG: &[&str] = &[
-    "partial", "stats", "force", "ignore-errors", "size-only", "msgs2stderr", "no-msgs2stderr",
-    "safe-links", "copy-unsafe-links", "fsync", "mkpath", "open-noatime", "preallocate", "no-r",
-    "use-qsort", "super", "no-super", "existing", "ignore-existing", "ignore-missing-args",
-    "omit-dir-times", "omit-link-times", "whole-file", "no-whole-file", "sparse", "keep-dirlinks",
-    "copy-links", "copy-dirlinks", "one-file-system", "fuzzy", "update", "backup", "perms",
-    "executability", "times", "recursive",
+    "partial",
+    "stats",
+    "force",
+    "ignore-errors",
+    "size-only",
+    "msgs2stderr",
+    "no-msgs2stderr",
+    "safe-links",
+    "copy-unsafe-links",
+    "fsync",
+    "mkpath",
+    "open-noatime",
+    "preallocate",
+    "no-r",
+    "use-qsort",
+    "super",
+    "no-super",
+    "existing",
+    "ignore-existing",
+    "ignore-missing-args",
+    "omit-dir-times",
+    "omit-link-times",
+    "whole-file",
+    "no-whole-file",
+    "sparse",
+    "keep-dirlinks",
+    "copy-links",
+    "copy-dirlinks",
+    "one-file-system",
+    "fuzzy",
+    "update",
+    "backup",
+    "perms",
+    "executability",
+    "times",
+    "recursive",
 ];
 /// Long `--name=value` options whose value is irrelevant here.
 const HARMLESS_VALUED: &[&str] = &[
-    "timeout", "log-format", "out-format", "max-delete", "min-size", "max-size", "modify-window",
-    "checksum-seed", "max-alloc", "info", "debug", "contimeout", "block-size", "suffix",
+    "timeout",
+    "log-format",
+    "out-format",
+    "max-delete",
+    "min-size",
+    "max-size",
+    "modify-window",
+    "checksum-seed",
+    "max-alloc",
+    "info",
+    "debug",
+    "contimeout",
+    "block-size",
+    "suffix",
 ];
 const DELETE_LONG: &[&str] = &[
-    "delete", "del", "delete-before", "delete-during", "delete-delay", "delete-after",
+    "delete",
+    "del",
+    "delete-before",
+    "delete-during",
+    "delete-delay",
+    "delete-after",
     "delete-excluded",
 ];
 
@@ -143,11 +192,15 @@ impl ServerArgs {
                 'c' => self.checksum = true,
                 'I' => self.ignore_times = true,
                 'm' => self.prune_empty_dirs = true,
-                'v' | 'q' | 'E' | 'd' | 'W' | 'S' | 'x' | 'K' | 'O' | 'J' | 'y' | 'u' | 'b' | 'i'
-                | 'L' | 'k' => {}
+                'v' | 'q' | 'E' | 'd' | 'W' | 'S' | 'x' | 'K' | 'O' | 'J' | 'y' | 'u' | 'b'
+                | 'i' | 'L' | 'k' => {}
                 other => {
                     let named = short_name(other);
-                    let label = if named.is_empty() { format!("-{other}") } else { named.to_string() };
+                    let label = if named.is_empty() {
+                        format!("-{other}")
+                    } else {
+                        named.to_string()
+                    };
                     return Err(refuse(&label));
                 }
             }
@@ -166,7 +219,9 @@ pub fn parse_server_args(args: &[String]) -> Result<ServerArgs> {
     }
     let mut it = args.iter();
     if it.next().map(String::as_str) != Some("--server") {
-        return Err(ProtoError::invalid("argument list does not start with --server"));
+        return Err(ProtoError::invalid(
+            "argument list does not start with --server",
+        ));
     }
     let mut out = ServerArgs::default();
     let mut saw_dot = false;
@@ -180,7 +235,9 @@ pub fn parse_server_args(args: &[String]) -> Result<ServerArgs> {
         } else if let Some(cluster) = a.strip_prefix('-') {
             out.cluster(cluster)?;
         } else {
-            return Err(ProtoError::invalid(format!("unexpected argument `{a}` before `.`")));
+            return Err(ProtoError::invalid(format!(
+                "unexpected argument `{a}` before `.`"
+            )));
         }
     }
     if !saw_dot {
@@ -226,21 +283,54 @@ mod tests {
 
     #[test]
     fn pika_command_lines() {
-        let a = parse_server_args(&v(&["--server", "-vlogDtpre.iLsfxCIvu", "--bwlimit=1048576", "--partial", ".", "document_127.0.0.1:29221/strings/"])).unwrap();
+        let a = parse_server_args(&v(&[
+            "--server",
+            "-vlogDtpre.iLsfxCIvu",
+            "--bwlimit=1048576",
+            "--partial",
+            ".",
+            "document_127.0.0.1:29221/strings/",
+        ]))
+        .unwrap();
         assert!(a.recursive && a.owner && a.group && a.links && a.devices && a.specials && a.times);
         assert!(!a.delete && !a.wants_filter_list() && !a.secluded);
         assert_eq!(a.client_info, ".iLsfxCIvu");
         assert_eq!(a.paths, ["document_127.0.0.1:29221/strings/"]);
-        let d = parse_server_args(&v(&["--server", "-vlogDtpre.iLsfxCIvu", "--delete", "--partial", ".", "document/db0/strings/"])).unwrap();
+        let d = parse_server_args(&v(&[
+            "--server",
+            "-vlogDtpre.iLsfxCIvu",
+            "--delete",
+            "--partial",
+            ".",
+            "document/db0/strings/",
+        ]))
+        .unwrap();
         assert!(d.delete && d.wants_filter_list());
-        let old = parse_server_args(&v(&["--server", "-vlogDtpre.iLf", "--bwlimit=128000", "--partial", ".", "x/"])).unwrap();
+        let old = parse_server_args(&v(&[
+            "--server",
+            "-vlogDtpre.iLf",
+            "--bwlimit=128000",
+            "--partial",
+            ".",
+            "x/",
+        ]))
+        .unwrap();
         assert_eq!(old.client_info, ".iLf");
     }
 
     #[test]
     fn refusals_name_the_option() {
-        for (arg, name) in [("-vlogDtpHre.iL", "--hard-links"), ("-rze.iL", "--compress"), ("--inplace", "--inplace"), ("--delay-updates", "--delay-updates"), ("-rQe.", "-Q"), ("--checksum-choice=xxh128", "--checksum-choice")] {
-            let e = parse_server_args(&v(&["--server", arg, ".", "d/"])).unwrap_err().to_string();
+        for (arg, name) in [
+            ("-vlogDtpHre.iL", "--hard-links"),
+            ("-rze.iL", "--compress"),
+            ("--inplace", "--inplace"),
+            ("--delay-updates", "--delay-updates"),
+            ("-rQe.", "-Q"),
+            ("--checksum-choice=xxh128", "--checksum-choice"),
+        ] {
+            let e = parse_server_args(&v(&["--server", arg, ".", "d/"]))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(name), "{arg}: {e}");
         }
         assert!(parse_server_args(&v(&["--server", "-r"])).is_err());
@@ -249,9 +339,24 @@ mod tests {
 
     #[test]
     fn secluded_detection() {
-        assert!(needs_second_list(&v(&["--server", "-svlogDtpre.iLsfxCIvu"])));
-        assert!(!needs_second_list(&v(&["--server", "-vlogDtpre.iLsfxCIvu", "--bwlimit=1"])));
-        let a = parse_server_args(&v(&["--server", "-svlogDtpre.iLsfxCIvu", "--bwlimit=1024", "--partial", ".", "document/db0/strings/"])).unwrap();
+        assert!(needs_second_list(&v(&[
+            "--server",
+            "-svlogDtpre.iLsfxCIvu"
+        ])));
+        assert!(!needs_second_list(&v(&[
+            "--server",
+            "-vlogDtpre.iLsfxCIvu",
+            "--bwlimit=1"
+        ])));
+        let a = parse_server_args(&v(&[
+            "--server",
+            "-svlogDtpre.iLsfxCIvu",
+            "--bwlimit=1024",
+            "--partial",
+            ".",
+            "document/db0/strings/",
+        ]))
+        .unwrap();
         assert!(a.secluded);
     }
 

@@ -1,7 +1,9 @@
 //! File-list entries (no varint flags, no incremental recursion: compat flags 0).
 
 use super::error::{ProtoError, Result};
-use super::wire::{get_i32, get_u8, get_varint, get_varlong, put_i32, put_varint, put_varlong, take};
+use super::wire::{
+    get_i32, get_u8, get_varint, get_varlong, put_i32, put_varint, put_varlong, take,
+};
 
 /// Entry flag bits (`XMIT_*`).
 #[allow(missing_docs)]
@@ -116,14 +118,21 @@ pub fn validate_name(name: &[u8]) -> Result<()> {
         return Ok(());
     }
     if name.is_empty() || name[0] == b'/' {
-        return Err(ProtoError::Unsafe(format!("absolute or empty path `{}`", shown())));
+        return Err(ProtoError::Unsafe(format!(
+            "absolute or empty path `{}`",
+            shown()
+        )));
     }
     if name.contains(&0) {
         return Err(ProtoError::Unsafe("path contains NUL".into()));
     }
     for comp in name.split(|&b| b == b'/') {
         if comp.is_empty() || comp == b"." || comp == b".." {
-            return Err(ProtoError::Unsafe(format!("path `{}` has a `{}` component", shown(), String::from_utf8_lossy(comp))));
+            return Err(ProtoError::Unsafe(format!(
+                "path `{}` has a `{}` component",
+                shown(),
+                String::from_utf8_lossy(comp)
+            )));
         }
     }
     Ok(())
@@ -142,7 +151,10 @@ pub struct FlistDecoder {
 impl FlistDecoder {
     /// A decoder for a stream carrying the fields in `opts`.
     pub fn new(opts: FlistOptions) -> Self {
-        FlistDecoder { opts, ..Default::default() }
+        FlistDecoder {
+            opts,
+            ..Default::default()
+        }
     }
 
     /// Decode the next item. On `Incomplete` neither the cursor nor the state moves.
@@ -162,11 +174,18 @@ impl FlistDecoder {
             return Ok(FlistItem::EndWithIoError(err));
         }
         if flags & (xmit::HLINKED | xmit::SAME_ATIME) != 0 {
-            return Err(ProtoError::Unsupported(format!("file-list flags {flags:#06x} (hard links/atimes)")));
+            return Err(ProtoError::Unsupported(format!(
+                "file-list flags {flags:#06x} (hard links/atimes)"
+            )));
         }
-        let l1 = if flags & xmit::SAME_NAME != 0 { usize::from(get_u8(&mut c)?) } else { 0 };
+        let l1 = if flags & xmit::SAME_NAME != 0 {
+            usize::from(get_u8(&mut c)?)
+        } else {
+            0
+        };
         let l2 = if flags & xmit::LONG_NAME != 0 {
-            usize::try_from(get_varint(&mut c)?).map_err(|_| ProtoError::invalid("negative name length"))?
+            usize::try_from(get_varint(&mut c)?)
+                .map_err(|_| ProtoError::invalid("negative name length"))?
         } else {
             usize::from(get_u8(&mut c)?)
         };
@@ -179,7 +198,11 @@ impl FlistDecoder {
         let mut name = self.last_name[..l1].to_vec();
         name.extend_from_slice(take(&mut c, l2)?);
         let size = get_varlong(&mut c, 3)?;
-        let mtime = if flags & xmit::SAME_TIME == 0 { get_varlong(&mut c, 4)? } else { self.mtime };
+        let mtime = if flags & xmit::SAME_TIME == 0 {
+            get_varlong(&mut c, 4)?
+        } else {
+            self.mtime
+        };
         let nsec = if flags & xmit::MOD_NSEC != 0 && self.opts.protocol >= 31 {
             let n = get_varint(&mut c)?;
             if !(0..1_000_000_000).contains(&n) {
@@ -189,7 +212,11 @@ impl FlistDecoder {
         } else {
             0
         };
-        let fmode = if flags & xmit::SAME_MODE == 0 { get_i32(&mut c)? as u32 } else { self.mode };
+        let fmode = if flags & xmit::SAME_MODE == 0 {
+            get_i32(&mut c)? as u32
+        } else {
+            self.mode
+        };
         if self.opts.owner && flags & xmit::SAME_UID == 0 {
             get_varint(&mut c)?;
             if flags & xmit::USER_NAME_FOLLOWS != 0 {
@@ -208,14 +235,17 @@ impl FlistDecoder {
         let is_dev = ftype == mode::IFCHR || ftype == mode::IFBLK;
         let is_special = ftype == mode::IFIFO || ftype == mode::IFSOCK;
         let mut rdev_major = self.rdev_major;
-        if (self.opts.devices && is_dev) || (self.opts.specials && is_special && self.opts.protocol < 31) {
+        if (self.opts.devices && is_dev)
+            || (self.opts.specials && is_special && self.opts.protocol < 31)
+        {
             if flags & xmit::SAME_RDEV_MAJOR == 0 {
                 rdev_major = get_varint(&mut c)?;
             }
             get_varint(&mut c)?;
         }
         let link_target = if self.opts.links && ftype == mode::IFLNK {
-            let n = usize::try_from(get_varint(&mut c)?).map_err(|_| ProtoError::invalid("negative link length"))?;
+            let n = usize::try_from(get_varint(&mut c)?)
+                .map_err(|_| ProtoError::invalid("negative link length"))?;
             if n > MAX_PATH {
                 return Err(ProtoError::Limit("symlink target too long".into()));
             }
@@ -230,7 +260,17 @@ impl FlistDecoder {
         } else {
             None
         };
-        if ![mode::IFREG, mode::IFDIR, mode::IFLNK, mode::IFCHR, mode::IFBLK, mode::IFIFO, mode::IFSOCK].contains(&ftype) {
+        if ![
+            mode::IFREG,
+            mode::IFDIR,
+            mode::IFLNK,
+            mode::IFCHR,
+            mode::IFBLK,
+            mode::IFIFO,
+            mode::IFSOCK,
+        ]
+        .contains(&ftype)
+        {
             return Err(ProtoError::invalid(format!("bad file mode {fmode:#o}")));
         }
         if size < 0 {
@@ -241,7 +281,16 @@ impl FlistDecoder {
         self.mode = fmode;
         self.mtime = mtime;
         self.rdev_major = rdev_major;
-        Ok(FlistItem::Entry(FileEntry { name, size, mtime, nsec, mode: fmode, flags, link_target, checksum }))
+        Ok(FlistItem::Entry(FileEntry {
+            name,
+            size,
+            mtime,
+            nsec,
+            mode: fmode,
+            flags,
+            link_target,
+            checksum,
+        }))
     }
 }
 

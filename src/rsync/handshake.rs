@@ -41,15 +41,25 @@ pub fn parse_greeting(line: &str) -> Result<Greeting> {
         Some((m, s)) => (m, Some(s)),
         None => (ver, None),
     };
-    let protocol: u32 = maj.parse().map_err(|_| ProtoError::invalid("protocol startup error"))?;
+    let protocol: u32 = maj
+        .parse()
+        .map_err(|_| ProtoError::invalid("protocol startup error"))?;
     let sub = match sub {
-        Some(s) => s.parse().map_err(|_| ProtoError::invalid("protocol startup error"))?,
+        Some(s) => s
+            .parse()
+            .map_err(|_| ProtoError::invalid("protocol startup error"))?,
         None if protocol >= 30 => {
-            return Err(ProtoError::invalid(format!("your client omitted the subprotocol value: {line}")))
+            return Err(ProtoError::invalid(format!(
+                "your client omitted the subprotocol value: {line}"
+            )))
         }
         None => 0,
     };
-    Ok(Greeting { protocol, sub, digests })
+    Ok(Greeting {
+        protocol,
+        sub,
+        digests,
+    })
 }
 
 /// The protocol to run with a peer that sent `peer`, given our maximum `ours`.
@@ -133,7 +143,12 @@ pub fn auth_response(password: &str, challenge: &str) -> String {
 
 /// Check a client's `<user> <response>` line against the expected user and password.
 /// `user = None` accepts any user name. The comparison is constant time in the response.
-pub fn check_auth_line(line: &str, user: Option<&str>, password: &str, challenge: &str) -> Result<String> {
+pub fn check_auth_line(
+    line: &str,
+    user: Option<&str>,
+    password: &str,
+    challenge: &str,
+) -> Result<String> {
     let (u, resp) = line
         .split_once(' ')
         .ok_or_else(|| ProtoError::Auth("invalid challenge response".into()))?;
@@ -145,8 +160,8 @@ pub fn check_auth_line(line: &str, user: Option<&str>, password: &str, challenge
     let want = auth_response(password, challenge);
     let (a, b) = (want.as_bytes(), resp.as_bytes());
     let mut diff = a.len() ^ b.len();
-    for i in 0..a.len() {
-        diff |= usize::from(a[i] ^ b.get(i).copied().unwrap_or(0));
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
     }
     if diff != 0 {
         return Err(ProtoError::Auth(format!("bad password for user `{u}`")));
@@ -164,8 +179,14 @@ mod tests {
         assert_eq!(g.protocol, 32);
         assert_eq!(g.digests.as_deref(), Some("sha512 sha256 sha1 md5 md4"));
         assert_eq!(negotiate(&g, 31).unwrap(), 31);
-        assert_eq!(negotiate(&parse_greeting("@RSYNCD: 30.0").unwrap(), 31).unwrap(), 30);
-        assert_eq!(negotiate(&parse_greeting("@RSYNCD: 31.3").unwrap(), 31).unwrap(), 30);
+        assert_eq!(
+            negotiate(&parse_greeting("@RSYNCD: 30.0").unwrap(), 31).unwrap(),
+            30
+        );
+        assert_eq!(
+            negotiate(&parse_greeting("@RSYNCD: 31.3").unwrap(), 31).unwrap(),
+            30
+        );
         assert!(negotiate(&parse_greeting("@RSYNCD: 29").unwrap(), 31).is_err());
         assert!(parse_greeting("@RSYNCD: 31").is_err());
         assert!(parse_greeting("GET / HTTP/1.1").is_err());
@@ -177,9 +198,27 @@ mod tests {
     fn capture_01_auth() {
         let c = "kaXML0rKo//eLQhM4icaRw";
         assert_eq!(auth_response("default", c), "tPFVNtUip9Ytog/ToBYekw");
-        assert!(check_auth_line("rsync_user tPFVNtUip9Ytog/ToBYekw", Some("rsync_user"), "default", c).is_ok());
-        assert!(check_auth_line("rsync_user tPFVNtUip9Ytog/ToBYekx", Some("rsync_user"), "default", c).is_err());
-        assert!(check_auth_line("other tPFVNtUip9Ytog/ToBYekw", Some("rsync_user"), "default", c).is_err());
+        assert!(check_auth_line(
+            "rsync_user tPFVNtUip9Ytog/ToBYekw",
+            Some("rsync_user"),
+            "default",
+            c
+        )
+        .is_ok());
+        assert!(check_auth_line(
+            "rsync_user tPFVNtUip9Ytog/ToBYekx",
+            Some("rsync_user"),
+            "default",
+            c
+        )
+        .is_err());
+        assert!(check_auth_line(
+            "other tPFVNtUip9Ytog/ToBYekw",
+            Some("rsync_user"),
+            "default",
+            c
+        )
+        .is_err());
         assert!(check_auth_line("garbage", None, "default", c).is_err());
         assert_eq!(new_challenge().len(), 22);
     }
@@ -195,9 +234,18 @@ mod tests {
 
     #[test]
     fn module_lines() {
-        assert_eq!(parse_module_line("document_127.0.0.1:29221"), ModuleRequest::Module("document_127.0.0.1:29221".into()));
+        assert_eq!(
+            parse_module_line("document_127.0.0.1:29221"),
+            ModuleRequest::Module("document_127.0.0.1:29221".into())
+        );
         assert_eq!(parse_module_line(""), ModuleRequest::List);
-        assert_eq!(parse_module_line("#early_input=12"), ModuleRequest::EarlyInput(12));
-        assert!(matches!(parse_module_line("#foo"), ModuleRequest::Unknown(_)));
+        assert_eq!(
+            parse_module_line("#early_input=12"),
+            ModuleRequest::EarlyInput(12)
+        );
+        assert!(matches!(
+            parse_module_line("#foo"),
+            ModuleRequest::Unknown(_)
+        ));
     }
 }

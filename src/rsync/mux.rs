@@ -45,7 +45,9 @@ pub fn decode_header(h: [u8; 4]) -> Result<(u8, usize)> {
     let v = u32::from_le_bytes(h);
     let t = v >> 24;
     if t < 7 {
-        return Err(ProtoError::invalid(format!("bad multiplex header {v:#010x}")));
+        return Err(ProtoError::invalid(format!(
+            "bad multiplex header {v:#010x}"
+        )));
     }
     Ok(((t - 7) as u8, (v & 0xFF_FFFF) as usize))
 }
@@ -80,7 +82,8 @@ pub enum Control {
 
 /// Decode a non-data frame payload into a [`Control`]; `None` for keepalives.
 pub fn decode_control(tag: u8, payload: &[u8]) -> Result<Option<Control>> {
-    let int = |p: &[u8]| wire::get_i32(&mut &p[..]).map_err(|_| ProtoError::invalid("short message"));
+    let int =
+        |p: &[u8]| wire::get_i32(&mut &p[..]).map_err(|_| ProtoError::invalid("short message"));
     Ok(Some(match tag {
         tag::ERROR_XFER | tag::INFO | tag::ERROR | tag::WARNING => {
             Control::Text(tag, String::from_utf8_lossy(payload).trim_end().to_string())
@@ -92,7 +95,11 @@ pub fn decode_control(tag: u8, payload: &[u8]) -> Result<Option<Control>> {
         tag::ERROR_EXIT => Control::ErrorExit(Some(int(payload)?)),
         tag::DELETED => Control::Deleted(payload.to_vec()),
         tag::NOOP | tag::IO_TIMEOUT => return Ok(None),
-        other => return Err(ProtoError::invalid(format!("unexpected message tag {other}"))),
+        other => {
+            return Err(ProtoError::invalid(format!(
+                "unexpected message tag {other}"
+            )))
+        }
     }))
 }
 
@@ -146,7 +153,9 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
         }
         let read = self.inner.read_buf(&mut self.raw);
         let n = match self.idle_timeout {
-            Some(t) => tokio::time::timeout(t, read).await.map_err(|_| ProtoError::Timeout("waiting for the peer"))??,
+            Some(t) => tokio::time::timeout(t, read)
+                .await
+                .map_err(|_| ProtoError::Timeout("waiting for the peer"))??,
             None => read.await?,
         };
         if n == 0 {
@@ -241,7 +250,11 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
     pub async fn drain_until_error_exit(&mut self) -> Result<()> {
         loop {
             self.data.clear();
-            if let Some(i) = self.controls.iter().position(|c| *c == Control::ErrorExit(None)) {
+            if let Some(i) = self
+                .controls
+                .iter()
+                .position(|c| *c == Control::ErrorExit(None))
+            {
                 self.controls.drain(..=i);
                 return Ok(());
             }
@@ -263,7 +276,10 @@ mod tests {
     fn header_roundtrip_and_examples() {
         assert_eq!(encode_header(tag::DATA, 0x3b), [0x3b, 0, 0, 7]);
         assert_eq!(encode_header(tag::ERROR_EXIT, 4), [4, 0, 0, 0x5d]);
-        assert_eq!(decode_header([0x04, 0, 0, 0x6d]).unwrap(), (tag::NO_SEND, 4));
+        assert_eq!(
+            decode_header([0x04, 0, 0, 0x6d]).unwrap(),
+            (tag::NO_SEND, 4)
+        );
         assert!(decode_header([0, 0, 0, 6]).is_err());
     }
 
@@ -276,7 +292,10 @@ mod tests {
         push_frame(&mut wirebytes, tag::NOOP, &[]);
         push_frame(&mut wirebytes, tag::DATA, &[3, 4, 5, 6]);
         let mut r = MuxReader::new(&wirebytes[..], &[]);
-        assert_eq!(r.read_i32().await.unwrap(), i32::from_le_bytes([1, 2, 3, 4]));
+        assert_eq!(
+            r.read_i32().await.unwrap(),
+            i32::from_le_bytes([1, 2, 3, 4])
+        );
         assert_eq!(r.controls.pop_front(), Some(Control::NoSend(7)));
         r.fill(2).await.unwrap();
         assert_eq!(r.data(), &[5, 6]);

@@ -24,7 +24,10 @@ pub struct NdxState {
 
 impl Default for NdxState {
     fn default() -> Self {
-        NdxState { prev_pos: -1, prev_neg: 1 }
+        NdxState {
+            prev_pos: -1,
+            prev_neg: 1,
+        }
     }
 }
 
@@ -71,7 +74,11 @@ impl NdxState {
             *buf = c;
             return Ok(NDX_DONE);
         }
-        let prev = if negative { self.prev_neg } else { self.prev_pos };
+        let prev = if negative {
+            self.prev_neg
+        } else {
+            self.prev_pos
+        };
         let num: i64 = if b0 == 0xFE {
             let b = take(&mut c, 2)?;
             if b[0] & 0x80 != 0 {
@@ -84,7 +91,9 @@ impl NdxState {
             i64::from(b0) + i64::from(prev)
         };
         if num > i64::from(i32::MAX) || num < 0 {
-            return Err(ProtoError::invalid(format!("file index {num} out of range")));
+            return Err(ProtoError::invalid(format!(
+                "file index {num} out of range"
+            )));
         }
         let num = num as i32;
         *buf = c;
@@ -112,7 +121,10 @@ mod tests {
         }
         assert_eq!(
             out,
-            [2, 1, 0, 0xFF, 2, 0xFE, 0, 0, 0xFE, 0x01, 0x2A, 0xFE, 0x80, 0x70, 0x11, 0x01, 0xFE, 0, 0]
+            [
+                2, 1, 0, 0xFF, 2, 0xFE, 0, 0, 0xFE, 0x01, 0x2A, 0xFE, 0x80, 0x70, 0x11, 0x01, 0xFE,
+                0, 0
+            ]
         );
         let mut r = NdxState::default();
         let mut c = &out[..];
@@ -137,7 +149,7 @@ mod tests {
         fn decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..12)) {
             let mut r = NdxState::default();
             let mut c = &b[..];
-            while let Ok(_) = r.decode(&mut c) { if c.is_empty() { break; } }
+            while r.decode(&mut c).is_ok() { if c.is_empty() { break; } }
         }
     }
 }

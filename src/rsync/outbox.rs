@@ -37,13 +37,19 @@ impl Outbox {
 
     /// Queue raw (unframed) bytes, used before multiplexing starts.
     pub async fn send_raw(&self, bytes: Vec<u8>) -> Result<()> {
-        self.tx.send(Item::Raw(bytes)).await.map_err(|_| ProtoError::Eof("while writing"))
+        self.tx
+            .send(Item::Raw(bytes))
+            .await
+            .map_err(|_| ProtoError::Eof("while writing"))
     }
 
     /// Wait until everything queued so far has been written to the socket.
     pub async fn flush(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Item::Flush(tx)).await.map_err(|_| ProtoError::Eof("while writing"))?;
+        self.tx
+            .send(Item::Flush(tx))
+            .await
+            .map_err(|_| ProtoError::Eof("while writing"))?;
         rx.await.map_err(|_| ProtoError::Eof("while writing"))
     }
 }
@@ -79,7 +85,11 @@ where
     let (tx, mut rx) = mpsc::channel::<Item>(capacity.max(1));
     let task = tokio::spawn(async move {
         let mut w = BufWriter::with_capacity(256 * 1024, w);
-        let mut pacer = Pacer { rate: bwlimit, start: Instant::now(), sent: 0 };
+        let mut pacer = Pacer {
+            rate: bwlimit,
+            start: Instant::now(),
+            sent: 0,
+        };
         while let Some(item) = rx.recv().await {
             match item {
                 Item::Frame(tag, payload) => {

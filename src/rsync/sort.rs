@@ -54,13 +54,20 @@ mod tests {
     fn sorted(list: &[(&str, bool)]) -> Vec<String> {
         let mut v: Vec<(&str, bool)> = list.to_vec();
         sort_by_name(&mut v, |(n, d)| (n.as_bytes(), *d));
-        v.into_iter().map(|(n, d)| format!("{n}{}", if d { "/" } else { "" })).collect()
+        v.into_iter()
+            .map(|(n, d)| format!("{n}{}", if d { "/" } else { "" }))
+            .collect()
     }
 
     #[test]
     fn capture_01_order() {
         assert_eq!(
-            sorted(&[(".", true), ("b.txt", false), ("sub", true), ("a.txt", false)]),
+            sorted(&[
+                (".", true),
+                ("b.txt", false),
+                ("sub", true),
+                ("a.txt", false)
+            ]),
             ["./", "a.txt", "b.txt", "sub/"]
         );
     }
@@ -68,19 +75,40 @@ mod tests {
     #[test]
     fn files_before_dirs_and_slash_rule() {
         let got = sorted(&[
-            ("sub2", true), ("sub", true), ("sub-a", true), ("sub/x", false), ("a", true),
-            ("a.txt", false), ("a/b", false), ("z", false), ("sub-a/q", false), ("a0", false),
-            ("\u{1}x", false), ("é", false), ("a.b", false), ("a-b", false),
+            ("sub2", true),
+            ("sub", true),
+            ("sub-a", true),
+            ("sub/x", false),
+            ("a", true),
+            ("a.txt", false),
+            ("a/b", false),
+            ("z", false),
+            ("sub-a/q", false),
+            ("a0", false),
+            ("\u{1}x", false),
+            ("é", false),
+            ("a.b", false),
+            ("a-b", false),
         ]);
         assert_eq!(
             got,
-            ["\u{1}x", "a-b", "a.b", "a.txt", "a0", "z", "é", "a/", "a/b", "sub-a/", "sub-a/q", "sub/", "sub/x", "sub2/"]
+            [
+                "\u{1}x", "a-b", "a.b", "a.txt", "a0", "z", "é", "a/", "a/b", "sub-a/", "sub-a/q",
+                "sub/", "sub/x", "sub2/"
+            ]
         );
     }
 
     #[test]
     fn deep_tree_keeps_subtrees_contiguous() {
-        let got = sorted(&[("d/e", true), ("d/e/f", false), ("d/a", false), ("d", true), ("d/e/g", true), ("d/e/g/h", false)]);
+        let got = sorted(&[
+            ("d/e", true),
+            ("d/e/f", false),
+            ("d/a", false),
+            ("d", true),
+            ("d/e/g", true),
+            ("d/e/g/h", false),
+        ]);
         assert_eq!(got, ["d/", "d/a", "d/e/", "d/e/f", "d/e/g/", "d/e/g/h"]);
     }
 }

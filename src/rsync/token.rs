@@ -30,7 +30,12 @@ pub fn decode_token(buf: &mut &[u8]) -> Result<Token> {
         0 => Token::End,
         n if n > 0 && n as usize <= MAX_TOKEN => Token::Literal(n as usize),
         n if n > 0 => return Err(ProtoError::Limit(format!("literal token of {n} bytes"))),
-        n => return Err(ProtoError::invalid(format!("block-match token {} without a basis file", -(n + 1)))),
+        n => {
+            return Err(ProtoError::invalid(format!(
+                "block-match token {} without a basis file",
+                -(n + 1)
+            )))
+        }
     };
     *buf = c;
     Ok(t)
@@ -64,7 +69,9 @@ impl FileSum {
     /// A new checksum for `protocol`; `_seed` is accepted for symmetry (unused at >= 30).
     pub fn new(protocol: u32, _seed: i32) -> Result<Self> {
         if protocol < 30 {
-            return Err(ProtoError::Unsupported(format!("whole-file checksum for protocol {protocol}")));
+            return Err(ProtoError::Unsupported(format!(
+                "whole-file checksum for protocol {protocol}"
+            )));
         }
         Ok(FileSum(Md5::new()))
     }
@@ -87,7 +94,10 @@ mod tests {
         let mut out = vec![];
         encode_literal(&mut out, b"hello\n");
         encode_end(&mut out);
-        assert_eq!(out, [6, 0, 0, 0, b'h', b'e', b'l', b'l', b'o', b'\n', 0, 0, 0, 0]);
+        assert_eq!(
+            out,
+            [6, 0, 0, 0, b'h', b'e', b'l', b'l', b'o', b'\n', 0, 0, 0, 0]
+        );
         let mut s = FileSum::new(31, 0x12345678).unwrap();
         s.update(b"hello\n");
         assert_eq!(s.finish()[..4], [0xb1, 0x94, 0x6a, 0xc9]);
@@ -99,10 +109,16 @@ mod tests {
     #[test]
     fn token_decoding() {
         assert_eq!(decode_token(&mut &[0u8, 0, 0, 0][..]).unwrap(), Token::End);
-        assert_eq!(decode_token(&mut &[0u8, 0x80, 0, 0][..]).unwrap(), Token::Literal(32768));
+        assert_eq!(
+            decode_token(&mut &[0u8, 0x80, 0, 0][..]).unwrap(),
+            Token::Literal(32768)
+        );
         assert!(decode_token(&mut &[0xffu8, 0xff, 0xff, 0xff][..]).is_err());
         assert!(decode_token(&mut &[0u8, 0, 0x20, 0][..]).is_err());
-        assert!(matches!(decode_token(&mut &[1u8][..]), Err(ProtoError::Incomplete)));
+        assert!(matches!(
+            decode_token(&mut &[1u8][..]),
+            Err(ProtoError::Incomplete)
+        ));
         let mut big = vec![];
         encode_literal(&mut big, &vec![7u8; 70000]);
         assert_eq!(big.len(), 70000 + 3 * 4);

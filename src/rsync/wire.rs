@@ -86,7 +86,9 @@ pub fn get_vstring<'a>(buf: &mut &'a [u8], max: usize) -> Result<&'a [u8]> {
         b0
     };
     if len > max {
-        return Err(ProtoError::Limit(format!("string of {len} bytes (max {max})")));
+        return Err(ProtoError::Limit(format!(
+            "string of {len} bytes (max {max})"
+        )));
     }
     let s = take(&mut c, len)?;
     *buf = c;
@@ -184,7 +186,12 @@ mod tests {
             put_varint(&mut out, v);
             assert_eq!(out, b, "{h}");
         }
-        for (h, v) in [("000010", 4096), ("000800", 8), ("100000", 1 << 20), ("84000000", 64 << 20)] {
+        for (h, v) in [
+            ("000010", 4096),
+            ("000800", 8),
+            ("100000", 1 << 20),
+            ("84000000", 64 << 20),
+        ] {
             let b = hex(h);
             assert_eq!(get_varlong(&mut &b[..], 3).unwrap(), v, "{h}");
             let mut out = vec![];
@@ -201,7 +208,10 @@ mod tests {
         let mut c = &b[..];
         assert!(matches!(get_varint(&mut c), Err(ProtoError::Incomplete)));
         assert_eq!(c.len(), 2);
-        assert!(matches!(get_varint(&mut &[0xF8u8, 0, 0, 0, 0, 0][..]), Err(ProtoError::Invalid(_))));
+        assert!(matches!(
+            get_varint(&mut &[0xF8u8, 0, 0, 0, 0, 0][..]),
+            Err(ProtoError::Invalid(_))
+        ));
     }
 
     proptest! {

@@ -17,13 +17,20 @@ pub fn rsync_bin() -> PathBuf {
             return p.into();
         }
     }
-    panic!("the real `rsync` binary is required for this test: install it (apt-get install -y rsync)");
+    panic!(
+        "the real `rsync` binary is required for this test: install it (apt-get install -y rsync)"
+    );
 }
 
 /// Run rsync with `args`, killing it (by PID) after `secs` seconds.
 pub async fn run_rsync(args: &[String], secs: u64) -> Output {
     let mut cmd = tokio::process::Command::new(rsync_bin());
-    cmd.args(args).env_remove("RSYNC_PASSWORD").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.args(args)
+        .env_remove("RSYNC_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     let child = cmd.spawn().expect("spawn rsync");
     match tokio::time::timeout(Duration::from_secs(secs), child.wait_with_output()).await {
         Ok(o) => o.expect("rsync output"),
@@ -110,10 +117,25 @@ pub fn list_files(root: &Path) -> Vec<PathBuf> {
 /// Assert that `got` holds exactly the files of `want`, byte for byte.
 pub fn assert_same_tree(want: &Path, got: &Path) {
     let (a, b) = (list_files(want), list_files(got));
-    assert_eq!(a, b, "file sets differ between {} and {}", want.display(), got.display());
+    assert_eq!(
+        a,
+        b,
+        "file sets differ between {} and {}",
+        want.display(),
+        got.display()
+    );
     for f in &a {
-        let (x, y) = (std::fs::read(want.join(f)).unwrap(), std::fs::read(got.join(f)).unwrap());
-        assert!(x == y, "{} differs ({} vs {} bytes)", f.display(), x.len(), y.len());
+        let (x, y) = (
+            std::fs::read(want.join(f)).unwrap(),
+            std::fs::read(got.join(f)).unwrap(),
+        );
+        assert!(
+            x == y,
+            "{} differs ({} vs {} bytes)",
+            f.display(),
+            x.len(),
+            y.len()
+        );
     }
 }
 
@@ -126,9 +148,15 @@ pub struct TestReceiver {
 
 pub async fn start_receiver(modules: Vec<ModuleSpec>, limits: Limits) -> TestReceiver {
     let staging = tempfile::tempdir().unwrap();
-    let mut cfg = ReceiverConfig::new("127.0.0.1:0".parse().unwrap(), staging.path().join("stage"), modules);
+    let mut cfg = ReceiverConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        staging.path().join("stage"),
+        modules,
+    );
     cfg.limits = limits;
-    let rx = Receiver::start(cfg, CancellationToken::new()).await.unwrap();
+    let rx = Receiver::start(cfg, CancellationToken::new())
+        .await
+        .unwrap();
     let port = rx.local_addr.port();
     TestReceiver { rx, staging, port }
 }
@@ -139,13 +167,20 @@ impl TestReceiver {
     }
     /// Next event, or panic after 30 s.
     pub async fn event(&mut self) -> pika_relay::rsync::receiver::TransferEvent {
-        tokio::time::timeout(Duration::from_secs(30), self.rx.events.recv()).await.expect("no transfer event within 30s").unwrap()
+        tokio::time::timeout(Duration::from_secs(30), self.rx.events.recv())
+            .await
+            .expect("no transfer event within 30s")
+            .unwrap()
     }
 }
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Keep `Command` in scope for tests that start daemons.

@@ -2,11 +2,22 @@ use super::*;
 use proptest::prelude::*;
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn pika_opts(protocol: u32) -> FlistOptions {
-    FlistOptions { protocol, owner: true, group: true, devices: true, specials: true, links: true, checksum: false }
+    FlistOptions {
+        protocol,
+        owner: true,
+        group: true,
+        devices: true,
+        specials: true,
+        links: true,
+        checksum: false,
+    }
 }
 
 fn decode_all(opts: FlistOptions, bytes: &[u8]) -> (Vec<FileEntry>, FlistItem, usize) {
@@ -62,14 +73,26 @@ fn capture_10_io_error_end_marker() {
 
 #[test]
 fn capture_07_single_file() {
-    let (v, _, _) = decode_all(pika_opts(31), &hex("0108696e666f2e31323300160065257d93a48100000000000000"));
+    let (v, _, _) = decode_all(
+        pika_opts(31),
+        &hex("0108696e666f2e31323300160065257d93a48100000000000000"),
+    );
     assert_eq!(v[0].display(), "info.123");
     assert_eq!(v[0].size, 22);
 }
 
 #[test]
 fn unsafe_names() {
-    for bad in [&b"../x"[..], b"/etc/x", b"a/../b", b"a//b", b"", b"a/./b", b"a\0b", b"x/.."] {
+    for bad in [
+        &b"../x"[..],
+        b"/etc/x",
+        b"a/../b",
+        b"a//b",
+        b"",
+        b"a/./b",
+        b"a\0b",
+        b"x/..",
+    ] {
         assert!(validate_name(bad).is_err(), "{:?}", bad);
     }
     for good in [&b"."[..], b"a", b"a/b", b"..a", b"a..", "é/ü".as_bytes()] {

@@ -38,10 +38,16 @@ impl LineReader {
                 return Ok(Some(item));
             }
             if self.buf.len() > max {
-                return Err(ProtoError::Limit(format!("handshake item longer than {max} bytes")));
+                return Err(ProtoError::Limit(format!(
+                    "handshake item longer than {max} bytes"
+                )));
             }
             if !self.more().await? {
-                return if self.buf.is_empty() { Ok(None) } else { Err(ProtoError::Eof("in the handshake")) };
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ProtoError::Eof("in the handshake"))
+                };
             }
         }
     }
@@ -56,7 +62,10 @@ impl LineReader {
     async fn args(&mut self) -> Result<Vec<String>> {
         let mut v = vec![];
         loop {
-            let a = self.read_until(0, MAX_ARG_LEN).await?.ok_or(ProtoError::Eof("in the argument list"))?;
+            let a = self
+                .read_until(0, MAX_ARG_LEN)
+                .await?
+                .ok_or(ProtoError::Eof("in the argument list"))?;
             if a.is_empty() {
                 return Ok(v);
             }
@@ -96,12 +105,24 @@ pub(super) async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let (out, writer) = spawn_writer(wr, 4096, 0);
-    let mut lr = LineReader { rd, buf: BytesMut::with_capacity(8192), total: 0 };
+    let mut lr = LineReader {
+        rd,
+        buf: BytesMut::with_capacity(8192),
+        total: 0,
+    };
     let limits = &shared.config.limits;
     let permit = shared.slots.clone().try_acquire_owned();
-    let res = tokio::time::timeout(limits.handshake_timeout * 3, handshake(&mut lr, &out, &shared, permit.is_ok()))
-        .await
-        .unwrap_or_else(|_| Err(Pre::Refuse(Some("timeout in the handshake".into()), "handshake timed out".into())));
+    let res = tokio::time::timeout(
+        limits.handshake_timeout * 3,
+        handshake(&mut lr, &out, &shared, permit.is_ok()),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(Pre::Refuse(
+            Some("timeout in the handshake".into()),
+            "handshake timed out".into(),
+        ))
+    });
     let mut reader = None;
     match res {
         Err(Pre::Probe) => tracing::debug!("rsync receiver: {peer}: connect-only probe"),
@@ -120,7 +141,11 @@ pub(super) async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         }
         Ok(acc) => {
             let leftover = lr.buf.split().freeze();
-            reader = Some(session::run(acc, peer, &shared, lr.rd, &leftover, out.clone()).await.into_inner());
+            reader = Some(
+                session::run(acc, peer, &shared, lr.rd, &leftover, out.clone())
+                    .await
+                    .into_inner(),
+            );
         }
     }
     drop(out);
@@ -134,18 +159,29 @@ pub(super) async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     drop(permit);
 }
 
-async fn handshake(lr: &mut LineReader, out: &Outbox, shared: &Shared, have_slot: bool) -> Result<Accepted, Pre> {
+async fn handshake(
+    lr: &mut LineReader,
+    out: &Outbox,
+    shared: &Shared,
+    have_slot: bool,
+) -> Result<Accepted, Pre> {
     let limits = &shared.config.limits;
     let t = limits.handshake_timeout;
-    out.send_raw(handshake::greeting(PROTOCOL_MAX).into_bytes()).await?;
+    out.send_raw(handshake::greeting(PROTOCOL_MAX).into_bytes())
+        .await?;
     let line = match tokio::time::timeout(t, lr.line()).await {
         Err(_) => return Err(Pre::Refuse(None, "no greeting from the client".into())),
         Ok(Ok(None)) if lr.total == 0 => return Err(Pre::Probe),
         Ok(r) => r?.ok_or(ProtoError::Eof("before the greeting"))?,
     };
-    let g = handshake::parse_greeting(&line)
-        .map_err(|e| Pre::Refuse(Some("protocol startup error".into()), format!("bad greeting {:?}: {e}", truncate(&line))))?;
-    let protocol = handshake::negotiate(&g, PROTOCOL_MAX).map_err(|e| Pre::Refuse(Some(e.to_string()), e.to_string()))?;
+    let g = handshake::parse_greeting(&line).map_err(|e| {
+        Pre::Refuse(
+            Some("protocol startup error".into()),
+            format!("bad greeting {:?}: {e}", truncate(&line)),
+        )
+    })?;
+    let protocol = handshake::negotiate(&g, PROTOCOL_MAX)
+        .map_err(|e| Pre::Refuse(Some(e.to_string()), e.to_string()))?;
     let module = loop {
         let line = tokio::time::timeout(t, lr.line())
             .await
@@ -162,34 +198,57 @@ async fn handshake(lr: &mut LineReader, out: &Outbox, shared: &Shared, have_slot
                 }
                 lr.buf.advance(n);
             }
-            ModuleRequest::Unknown(c) => return Err(Pre::Refuse(Some(format!("Unknown command '{c}'")), format!("unknown command `{c}`"))),
+            ModuleRequest::Unknown(c) => {
+                return Err(Pre::Refuse(
+                    Some(format!("Unknown command '{c}'")),
+                    format!("unknown command `{c}`"),
+                ))
+            }
         }
     };
     let spec: Option<&ModuleSpec> = shared.config.modules.iter().find(|m| m.matches(&module));
     let bad_name = module.contains('/') || module == "." || module == ".." || module.contains('\0');
     let spec = match spec {
         Some(s) if !bad_name => s,
-        _ => return Err(Pre::Refuse(Some(format!("Unknown module '{module}'")), format!("module `{module}` unknown"))),
+        _ => {
+            return Err(Pre::Refuse(
+                Some(format!("Unknown module '{module}'")),
+                format!("module `{module}` unknown"),
+            ))
+        }
     };
     if !have_slot {
         let n = limits.max_connections;
-        return Err(Pre::Refuse(Some(format!("max connections ({n}) reached -- try again later")), format!("module `{module}`: max connections ({n}) reached")));
+        return Err(Pre::Refuse(
+            Some(format!("max connections ({n}) reached -- try again later")),
+            format!("module `{module}`: max connections ({n}) reached"),
+        ));
     }
     if let Some(auth) = &spec.auth {
         let challenge = handshake::new_challenge();
-        out.send_raw(format!("@RSYNCD: AUTHREQD {challenge}\n").into_bytes()).await?;
+        out.send_raw(format!("@RSYNCD: AUTHREQD {challenge}\n").into_bytes())
+            .await?;
         let resp = tokio::time::timeout(t, lr.line())
             .await
             .map_err(|_| ProtoError::Timeout("waiting for the auth response"))??
             .ok_or(ProtoError::Eof("before the auth response"))?;
-        if let Err(e) = handshake::check_auth_line(&resp, auth.user.as_deref(), &auth.password, &challenge) {
-            return Err(Pre::Refuse(Some(format!("auth failed on module {module}")), format!("module `{module}`: {e}")));
+        if let Err(e) =
+            handshake::check_auth_line(&resp, auth.user.as_deref(), &auth.password, &challenge)
+        {
+            return Err(Pre::Refuse(
+                Some(format!("auth failed on module {module}")),
+                format!("module `{module}`: {e}"),
+            ));
         }
     }
     out.send_raw(b"@RSYNCD: OK\n".to_vec()).await?;
-    let mut argv = tokio::time::timeout(t, lr.args()).await.map_err(|_| ProtoError::Timeout("waiting for arguments"))??;
+    let mut argv = tokio::time::timeout(t, lr.args())
+        .await
+        .map_err(|_| ProtoError::Timeout("waiting for arguments"))??;
     if needs_second_list(&argv) {
-        let second = tokio::time::timeout(t, lr.args()).await.map_err(|_| ProtoError::Timeout("waiting for arguments"))??;
+        let second = tokio::time::timeout(t, lr.args())
+            .await
+            .map_err(|_| ProtoError::Timeout("waiting for arguments"))??;
         argv.extend(second.into_iter().skip(1));
     }
     let args = parse_server_args(&argv);
@@ -198,7 +257,11 @@ async fn handshake(lr: &mut LineReader, out: &Outbox, shared: &Shared, have_slot
     let mut setup = vec![0u8];
     setup.extend_from_slice(&seed.to_le_bytes());
     out.send_raw(setup).await?;
-    Ok(Accepted { protocol, module, args })
+    Ok(Accepted {
+        protocol,
+        module,
+        args,
+    })
 }
 
 fn truncate(s: &str) -> String {

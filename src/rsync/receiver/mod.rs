@@ -52,14 +52,21 @@ pub struct ModuleSpec {
 impl ModuleSpec {
     /// A module matching any name that starts with `prefix`, without auth.
     pub fn prefix(prefix: &str) -> Self {
-        ModuleSpec { name: prefix.into(), prefix: true, auth: None }
+        ModuleSpec {
+            name: prefix.into(),
+            prefix: true,
+            auth: None,
+        }
     }
     /// An exactly named module requiring `user`/`password`.
     pub fn with_auth(name: &str, user: &str, password: &str) -> Self {
         ModuleSpec {
             name: name.into(),
             prefix: false,
-            auth: Some(ModuleAuth { user: Some(user.into()), password: password.into() }),
+            auth: Some(ModuleAuth {
+                user: Some(user.into()),
+                password: password.into(),
+            }),
         }
     }
     fn matches(&self, requested: &str) -> bool {
@@ -119,7 +126,13 @@ pub struct ReceiverConfig {
 impl ReceiverConfig {
     /// A configuration with default limits.
     pub fn new(bind: SocketAddr, staging_root: PathBuf, modules: Vec<ModuleSpec>) -> Self {
-        ReceiverConfig { bind, staging_root, modules, limits: Limits::default(), progress_interval: Duration::from_secs(5) }
+        ReceiverConfig {
+            bind,
+            staging_root,
+            modules,
+            limits: Limits::default(),
+            progress_interval: Duration::from_secs(5),
+        }
     }
 }
 
@@ -166,7 +179,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(config.limits.max_connections));
-    let shared = Arc::new(Shared { config, events, slots });
+    let shared = Arc::new(Shared {
+        config,
+        events,
+        slots,
+    });
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -202,17 +219,30 @@ pub struct Receiver {
 
 impl Receiver {
     /// Bind `config.bind` and serve in a background task until `shutdown` is cancelled.
-    pub async fn start(config: ReceiverConfig, shutdown: CancellationToken) -> std::io::Result<Receiver> {
+    pub async fn start(
+        config: ReceiverConfig,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Receiver> {
         let listener = TcpListener::bind(config.bind).await?;
         let local_addr = listener.local_addr()?;
         let (tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(serve(listener, config, tx, shutdown.clone()));
-        Ok(Receiver { local_addr, events, shutdown, task })
+        Ok(Receiver {
+            local_addr,
+            events,
+            shutdown,
+            task,
+        })
     }
 
     /// Wait until a transfer into `module` completes and delivered `path` (e.g. `info` or
     /// `db0/info`); other events are dropped. `None` on timeout.
-    pub async fn wait_for_file(&mut self, module: &str, path: &str, timeout: Duration) -> Option<TransferEvent> {
+    pub async fn wait_for_file(
+        &mut self,
+        module: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Option<TransferEvent> {
         let fut = async {
             while let Some(ev) = self.events.recv().await {
                 if ev.module == module && ev.delivered(path) {

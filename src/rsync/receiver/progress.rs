@@ -21,7 +21,16 @@ pub(super) struct Progress {
 impl Progress {
     pub fn new(peer: SocketAddr, module: &str, interval: Duration) -> Self {
         let now = Instant::now();
-        Progress { peer, module: module.into(), interval, start: now, last: now, files: 0, bytes: 0, planned: 0 }
+        Progress {
+            peer,
+            module: module.into(),
+            interval,
+            start: now,
+            last: now,
+            files: 0,
+            bytes: 0,
+            planned: 0,
+        }
     }
 
     /// Mean rate so far, in MB/s.

@@ -13,7 +13,9 @@ use super::staging::{sanitize_dest, Dest, Staging};
 use super::{Limits, Shared, TransferEvent};
 use crate::rsync::args::ServerArgs;
 use crate::rsync::error::{ProtoError, Result};
-use crate::rsync::flist::{decode_id_list, mode, validate_name, FileEntry, FlistDecoder, FlistItem, FlistOptions, MAX_PATH};
+use crate::rsync::flist::{
+    decode_id_list, mode, validate_name, FileEntry, FlistDecoder, FlistItem, FlistOptions, MAX_PATH,
+};
 use crate::rsync::mux::{tag, Control, MuxReader};
 use crate::rsync::ndx::{NdxState, NDX_DONE};
 use crate::rsync::outbox::Outbox;
@@ -138,8 +140,13 @@ impl Session<'_> {
         let text = format!("rsync: [Receiver] {e} (in {})\n", self.module);
         let _ = self.out.send(tag::ERROR, text.into_bytes()).await;
         if self.protocol >= 31 {
-            let _ = self.out.send(tag::ERROR_EXIT, e.exit_code().to_le_bytes().to_vec()).await;
-            let waited = tokio::time::timeout(Duration::from_secs(5), self.rd.drain_until_error_exit()).await;
+            let _ = self
+                .out
+                .send(tag::ERROR_EXIT, e.exit_code().to_le_bytes().to_vec())
+                .await;
+            let waited =
+                tokio::time::timeout(Duration::from_secs(5), self.rd.drain_until_error_exit())
+                    .await;
             if matches!(waited, Ok(Ok(()))) {
                 let _ = self.out.send(tag::ERROR_EXIT, vec![]).await;
             }
@@ -152,15 +159,27 @@ impl Session<'_> {
         while let Some(c) = self.rd.controls.pop_front() {
             match c {
                 Control::NoSend(ndx) => {
-                    let name = usize::try_from(ndx).ok().and_then(|i| entries.get(i)).map(FileEntry::display);
-                    self.not_sent.push(name.unwrap_or_else(|| format!("#{ndx}")));
+                    let name = usize::try_from(ndx)
+                        .ok()
+                        .and_then(|i| entries.get(i))
+                        .map(FileEntry::display);
+                    self.not_sent
+                        .push(name.unwrap_or_else(|| format!("#{ndx}")));
                 }
                 Control::IoError(v) => self.io_error |= v,
                 Control::ErrorExit(code) => {
-                    return Err(ProtoError::Peer(format!("client aborted (exit code {})", code.unwrap_or(-1))))
+                    return Err(ProtoError::Peer(format!(
+                        "client aborted (exit code {})",
+                        code.unwrap_or(-1)
+                    )))
                 }
-                Control::Text(t, msg) if t == tag::INFO => tracing::debug!("rsync receiver: client says: {msg}"),
-                Control::Text(_, msg) => tracing::warn!("rsync receiver: module `{}`: client says: {msg}", self.module),
+                Control::Text(t, msg) if t == tag::INFO => {
+                    tracing::debug!("rsync receiver: client says: {msg}")
+                }
+                Control::Text(_, msg) => tracing::warn!(
+                    "rsync receiver: module `{}`: client says: {msg}",
+                    self.module
+                ),
                 Control::Deleted(_) | Control::Success(_) => {}
             }
         }
@@ -169,10 +188,15 @@ impl Session<'_> {
 
     async fn transfer(&mut self, args: &ServerArgs, root: PathBuf) -> Result<()> {
         if args.sender {
-            return Err(ProtoError::Unsupported("module is write only (pulls are refused)".into()));
+            return Err(ProtoError::Unsupported(
+                "module is write only (pulls are refused)".into(),
+            ));
         }
         if args.paths.len() != 1 {
-            return Err(ProtoError::Unsupported(format!("{} destination arguments (need exactly 1)", args.paths.len())));
+            return Err(ProtoError::Unsupported(format!(
+                "{} destination arguments (need exactly 1)",
+                args.paths.len()
+            )));
         }
         let (dest_rel, trailing) = sanitize_dest(&args.paths[0], &self.module)?;
         self.staging = Some(Staging::open(root).await?);
@@ -187,31 +211,47 @@ impl Session<'_> {
         }
         sort_by_name(&mut entries, |e| (&e.name[..], e.is_dir()));
         if let Some(w) = entries.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(ProtoError::invalid(format!("duplicate file-list entry `{}`", w[0].display())));
+            return Err(ProtoError::invalid(format!(
+                "duplicate file-list entry `{}`",
+                w[0].display()
+            )));
         }
-        let dest = self.staging().resolve(&dest_rel, trailing, &entries).await?;
+        let dest = self
+            .staging()
+            .resolve(&dest_rel, trailing, &entries)
+            .await?;
         let mut wanted = vec![false; entries.len()];
         self.plan(args, &entries, &dest, &mut wanted).await?;
 
         let mut redo = vec![];
-        self.receive_phase(&entries, &dest, &mut wanted, &mut redo, 0).await?;
+        self.receive_phase(&entries, &dest, &mut wanted, &mut redo, 0)
+            .await?;
         let mut msg = vec![];
         for &i in &redo {
             self.request(&mut msg, i);
             wanted[i] = true;
         }
         let dones = if self.protocol >= 31 { 3 } else { 2 };
-        msg.extend(std::iter::repeat_n(0u8, dones));
+        msg.resize(msg.len() + dones, 0u8);
         self.data(msg).await?;
-        self.receive_phase(&entries, &dest, &mut wanted, &mut redo, 1).await?;
+        self.receive_phase(&entries, &dest, &mut wanted, &mut redo, 1)
+            .await?;
         self.expect_done(&entries).await?;
         if self.protocol >= 31 {
             self.expect_done(&entries).await?;
         }
         if args.delete && self.io_error == 0 {
-            let n = self.staging.as_mut().expect("open").delete_extraneous(&dest, &entries).await?;
+            let n = self
+                .staging
+                .as_mut()
+                .expect("open")
+                .delete_extraneous(&dest, &entries)
+                .await?;
             if n > 0 {
-                tracing::info!("rsync receiver: module `{}`: --delete removed {n} entries", self.module);
+                tracing::info!(
+                    "rsync receiver: module `{}`: --delete removed {n} entries",
+                    self.module
+                );
             }
         }
         self.staging().finish_dirs().await;
@@ -225,7 +265,10 @@ impl Session<'_> {
             if len == 0 {
                 return Ok(());
             }
-            let len = usize::try_from(len).ok().filter(|&l| l <= 8192).ok_or_else(|| ProtoError::invalid("bad filter rule length"))?;
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&l| l <= 8192)
+                .ok_or_else(|| ProtoError::invalid("bad filter rule length"))?;
             self.rd.decode(len, |c| take(c, len).map(|_| ())).await?;
         }
         Err(ProtoError::Limit("more than 10000 filter rules".into()))
@@ -257,19 +300,40 @@ impl Session<'_> {
             validate_name(&e.name)?;
             match e.mode & mode::IFMT {
                 mode::IFREG | mode::IFDIR => {}
-                mode::IFLNK => return Err(ProtoError::Unsafe(format!("symlink entry `{}` refused", e.display()))),
-                _ => return Err(ProtoError::Unsafe(format!("device/special entry `{}` refused", e.display()))),
+                mode::IFLNK => {
+                    return Err(ProtoError::Unsafe(format!(
+                        "symlink entry `{}` refused",
+                        e.display()
+                    )))
+                }
+                _ => {
+                    return Err(ProtoError::Unsafe(format!(
+                        "device/special entry `{}` refused",
+                        e.display()
+                    )))
+                }
             }
             if entries.len() >= self.limits.max_files {
-                return Err(ProtoError::Limit(format!("more than {} files in one transfer", self.limits.max_files)));
+                return Err(ProtoError::Limit(format!(
+                    "more than {} files in one transfer",
+                    self.limits.max_files
+                )));
             }
             if e.is_file() {
                 if e.size as u64 > self.limits.max_file_bytes {
-                    return Err(ProtoError::Limit(format!("file `{}` of {} bytes is over the per-file cap of {} bytes", e.display(), e.size, self.limits.max_file_bytes)));
+                    return Err(ProtoError::Limit(format!(
+                        "file `{}` of {} bytes is over the per-file cap of {} bytes",
+                        e.display(),
+                        e.size,
+                        self.limits.max_file_bytes
+                    )));
                 }
                 declared += e.size as u64;
                 if declared > self.limits.max_total_bytes {
-                    return Err(ProtoError::Limit(format!("transfer over the total cap of {} bytes", self.limits.max_total_bytes)));
+                    return Err(ProtoError::Limit(format!(
+                        "transfer over the total cap of {} bytes",
+                        self.limits.max_total_bytes
+                    )));
                 }
             }
             entries.push(e);
@@ -284,14 +348,22 @@ impl Session<'_> {
     }
 
     /// Create directories, quick-check files and send the phase-0 requests, then DONE.
-    async fn plan(&mut self, args: &ServerArgs, entries: &[FileEntry], dest: &Dest, wanted: &mut [bool]) -> Result<()> {
+    async fn plan(
+        &mut self,
+        args: &ServerArgs,
+        entries: &[FileEntry],
+        dest: &Dest,
+        wanted: &mut [bool],
+    ) -> Result<()> {
         let mut msg = vec![];
         for (i, e) in entries.iter().enumerate() {
             let target = Staging::target(dest, &e.name);
             if e.is_dir() {
                 self.staging().ensure_dir(&target).await?;
                 self.staging().dir_time(target, e.mtime);
-            } else if !args.ignore_times && self.staging().up_to_date(&target, e.size, e.mtime).await {
+            } else if !args.ignore_times
+                && self.staging().up_to_date(&target, e.size, e.mtime).await
+            {
                 self.skipped += 1;
                 self.files.push(target);
             } else {
@@ -317,12 +389,21 @@ impl Session<'_> {
     async fn expect_done(&mut self, entries: &[FileEntry]) -> Result<()> {
         match self.read_ndx(entries).await? {
             NDX_DONE => Ok(()),
-            n => Err(ProtoError::invalid(format!("expected NDX_DONE at end of run, got {n}"))),
+            n => Err(ProtoError::invalid(format!(
+                "expected NDX_DONE at end of run, got {n}"
+            ))),
         }
     }
 
     /// Read file records until the sender's DONE for this phase.
-    async fn receive_phase(&mut self, entries: &[FileEntry], dest: &Dest, wanted: &mut [bool], redo: &mut Vec<usize>, phase: u8) -> Result<()> {
+    async fn receive_phase(
+        &mut self,
+        entries: &[FileEntry],
+        dest: &Dest,
+        wanted: &mut [bool],
+        redo: &mut Vec<usize>,
+        phase: u8,
+    ) -> Result<()> {
         if phase == 1 {
             redo.clear();
         }
@@ -331,24 +412,42 @@ impl Session<'_> {
             if ndx == NDX_DONE {
                 return Ok(());
             }
-            let i = usize::try_from(ndx).ok().filter(|&i| i < entries.len() && wanted[i]);
-            let i = i.ok_or_else(|| ProtoError::invalid(format!("data for file index {ndx} that was not requested")))?;
+            let i = usize::try_from(ndx)
+                .ok()
+                .filter(|&i| i < entries.len() && wanted[i]);
+            let i = i.ok_or_else(|| {
+                ProtoError::invalid(format!("data for file index {ndx} that was not requested"))
+            })?;
             wanted[i] = false;
             let iflags = self.rd.decode(2, get_u16).await?;
             if iflags & ITEM_BASIS_OR_XNAME != 0 || iflags & ITEM_TRANSFER == 0 {
-                return Err(ProtoError::invalid(format!("unexpected item flags {iflags:#06x}")));
+                return Err(ProtoError::invalid(format!(
+                    "unexpected item flags {iflags:#06x}"
+                )));
             }
-            let head = self.rd.decode(16, |c| take(c, 16).map(<[u8]>::to_vec)).await?;
+            let head = self
+                .rd
+                .decode(16, |c| take(c, 16).map(<[u8]>::to_vec))
+                .await?;
             if head[..4] != [0, 0, 0, 0] {
-                return Err(ProtoError::invalid("sender echoed block checksums we never sent"));
+                return Err(ProtoError::invalid(
+                    "sender echoed block checksums we never sent",
+                ));
             }
             let e = &entries[i];
             let ok = self.receive_file(e, Staging::target(dest, &e.name)).await?;
             if !ok && phase == 0 {
-                tracing::warn!("rsync receiver: module `{}`: `{}` failed verification, requesting it again", self.module, e.display());
+                tracing::warn!(
+                    "rsync receiver: module `{}`: `{}` failed verification, requesting it again",
+                    self.module,
+                    e.display()
+                );
                 redo.push(i);
             } else if !ok {
-                return Err(ProtoError::Peer(format!("`{}` failed verification twice", e.display())));
+                return Err(ProtoError::Peer(format!(
+                    "`{}` failed verification twice",
+                    e.display()
+                )));
             }
         }
     }
@@ -363,10 +462,17 @@ impl Session<'_> {
             got += n as u64;
             self.progress.bytes += n as u64;
             if got > self.limits.max_file_bytes {
-                return Err(ProtoError::Limit(format!("file `{}` is over the per-file cap of {} bytes", e.display(), self.limits.max_file_bytes)));
+                return Err(ProtoError::Limit(format!(
+                    "file `{}` is over the per-file cap of {} bytes",
+                    e.display(),
+                    self.limits.max_file_bytes
+                )));
             }
             if self.progress.bytes > self.limits.max_total_bytes {
-                return Err(ProtoError::Limit(format!("transfer over the total cap of {} bytes", self.limits.max_total_bytes)));
+                return Err(ProtoError::Limit(format!(
+                    "transfer over the total cap of {} bytes",
+                    self.limits.max_total_bytes
+                )));
             }
             let mut left = n;
             while left > 0 {
@@ -387,7 +493,10 @@ impl Session<'_> {
             }
         }
         w.write(&buf).await?;
-        let theirs = self.rd.decode(SUM_LEN, |c| take(c, SUM_LEN).map(<[u8]>::to_vec)).await?;
+        let theirs = self
+            .rd
+            .decode(SUM_LEN, |c| take(c, SUM_LEN).map(<[u8]>::to_vec))
+            .await?;
         if sum.finish()[..] != theirs[..] {
             self.staging().abort(w).await;
             return Ok(false);

@@ -33,15 +33,23 @@ pub(super) fn sanitize_dest(raw: &str, module: &str) -> Result<(PathBuf, bool)> 
     let rest = if raw == module {
         ""
     } else {
-        raw.strip_prefix(module).filter(|r| r.starts_with('/')).unwrap_or(raw)
+        raw.strip_prefix(module)
+            .filter(|r| r.starts_with('/'))
+            .unwrap_or(raw)
     };
     let trailing = rest.ends_with('/') || rest.is_empty();
     let mut out = PathBuf::new();
     for comp in rest.split('/') {
         match comp {
             "" | "." => {}
-            ".." => return Err(ProtoError::Unsafe(format!("destination `{raw}` contains `..`"))),
-            c if c.contains('\0') => return Err(ProtoError::Unsafe("destination contains NUL".into())),
+            ".." => {
+                return Err(ProtoError::Unsafe(format!(
+                    "destination `{raw}` contains `..`"
+                )))
+            }
+            c if c.contains('\0') => {
+                return Err(ProtoError::Unsafe("destination contains NUL".into()))
+            }
             c => out.push(c),
         }
     }
@@ -80,15 +88,29 @@ impl Staging {
     /// Open (creating) the module directory.
     pub async fn open(root: PathBuf) -> Result<Self> {
         tokio::fs::create_dir_all(&root).await?;
-        Ok(Staging { root, known_dirs: HashSet::new(), written: vec![], temp: None, dir_times: vec![] })
+        Ok(Staging {
+            root,
+            known_dirs: HashSet::new(),
+            written: vec![],
+            temp: None,
+            dir_times: vec![],
+        })
     }
 
     /// Decide where entries go (rsync's destination rules; parents are created).
-    pub async fn resolve(&mut self, dest: &Path, trailing: bool, entries: &[FileEntry]) -> Result<Dest> {
+    pub async fn resolve(
+        &mut self,
+        dest: &Path,
+        trailing: bool,
+        entries: &[FileEntry],
+    ) -> Result<Dest> {
         let abs = self.root.join(dest);
         let meta = tokio::fs::symlink_metadata(&abs).await.ok();
         if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
-            return Err(ProtoError::Unsafe(format!("destination `{}` is a symlink", dest.display())));
+            return Err(ProtoError::Unsafe(format!(
+                "destination `{}` is a symlink",
+                dest.display()
+            )));
         }
         if meta.as_ref().is_some_and(|m| m.is_dir()) || dest.as_os_str().is_empty() {
             self.ensure_dir(dest).await?;
@@ -96,7 +118,10 @@ impl Staging {
         }
         if entries.len() > 1 || trailing || entries.first().is_some_and(FileEntry::is_dir) {
             if meta.is_some() {
-                return Err(ProtoError::invalid(format!("destination `{}` is not a directory", dest.display())));
+                return Err(ProtoError::invalid(format!(
+                    "destination `{}` is not a directory",
+                    dest.display()
+                )));
             }
             self.ensure_dir(dest).await?;
             return Ok(Dest::Dir(dest.to_path_buf()));
@@ -125,7 +150,10 @@ impl Staging {
         let mut cur_rel = PathBuf::new();
         for comp in rel.components() {
             let Component::Normal(c) = comp else {
-                return Err(ProtoError::Unsafe(format!("path `{}` leaves the module", rel.display())));
+                return Err(ProtoError::Unsafe(format!(
+                    "path `{}` leaves the module",
+                    rel.display()
+                )));
             };
             cur.push(c);
             cur_rel.push(c);
@@ -134,15 +162,25 @@ impl Staging {
             }
             match tokio::fs::symlink_metadata(&cur).await {
                 Ok(m) if m.file_type().is_symlink() => {
-                    return Err(ProtoError::Unsafe(format!("`{}` is a symlink", cur_rel.display())))
+                    return Err(ProtoError::Unsafe(format!(
+                        "`{}` is a symlink",
+                        cur_rel.display()
+                    )))
                 }
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => return Err(ProtoError::invalid(format!("`{}` exists and is not a directory", cur_rel.display()))),
-                Err(e) if e.kind() == ErrorKind::NotFound => match tokio::fs::create_dir(&cur).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e.into()),
-                },
+                Ok(_) => {
+                    return Err(ProtoError::invalid(format!(
+                        "`{}` exists and is not a directory",
+                        cur_rel.display()
+                    )))
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    match tokio::fs::create_dir(&cur).await {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
             self.known_dirs.insert(cur_rel.clone());
@@ -159,7 +197,11 @@ impl Staging {
     pub async fn up_to_date(&self, rel: &Path, size: i64, mtime: i64) -> bool {
         match tokio::fs::symlink_metadata(self.root.join(rel)).await {
             Ok(m) if m.is_file() => {
-                let secs = m.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64);
+                let secs = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64);
                 m.len() as i64 == size && secs == Some(mtime)
             }
             _ => false,
@@ -173,15 +215,32 @@ impl Staging {
         let abs = self.root.join(rel);
         if let Ok(m) = tokio::fs::symlink_metadata(&abs).await {
             if m.file_type().is_symlink() || m.is_dir() {
-                return Err(ProtoError::Unsafe(format!("`{}` exists as a symlink or directory", rel.display())));
+                return Err(ProtoError::Unsafe(format!(
+                    "`{}` exists as a symlink or directory",
+                    rel.display()
+                )));
             }
         }
-        let fname = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let fname = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let short: String = fname.chars().take(100).collect();
-        let tmp = self.root.join(parent).join(format!(".{short}.{:08x}.tmp", rand::random::<u32>()));
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await?;
+        let tmp = self
+            .root
+            .join(parent)
+            .join(format!(".{short}.{:08x}.tmp", rand::random::<u32>()));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .await?;
         self.temp = Some(tmp.clone());
-        Ok(FileWriter { file, tmp, rel: rel.to_path_buf() })
+        Ok(FileWriter {
+            file,
+            tmp,
+            rel: rel.to_path_buf(),
+        })
     }
 
     /// Finish a verified file: set mode and mtime, rename into place.
@@ -223,7 +282,11 @@ impl Staging {
 
     /// Apply directory mtimes (after their contents were written).
     pub async fn finish_dirs(&mut self) {
-        let dirs: Vec<_> = self.dir_times.drain(..).map(|(r, t)| (self.root.join(r), t)).collect();
+        let dirs: Vec<_> = self
+            .dir_times
+            .drain(..)
+            .map(|(r, t)| (self.root.join(r), t))
+            .collect();
         let _ = tokio::task::spawn_blocking(move || {
             for (d, t) in dirs.into_iter().rev() {
                 if let Ok(f) = std::fs::File::open(&d) {
@@ -238,9 +301,15 @@ impl Staging {
     /// Returns how many were removed.
     pub async fn delete_extraneous(&mut self, dest: &Dest, entries: &[FileEntry]) -> Result<usize> {
         let Dest::Dir(base) = dest else { return Ok(0) };
-        let names: HashSet<PathBuf> = entries.iter().map(|e| Self::target(dest, &e.name)).collect();
+        let names: HashSet<PathBuf> = entries
+            .iter()
+            .map(|e| Self::target(dest, &e.name))
+            .collect();
         let mut removed = 0;
-        for e in entries.iter().filter(|e| e.is_dir() && e.flags & crate::rsync::flist::xmit::NO_CONTENT_DIR == 0) {
+        for e in entries
+            .iter()
+            .filter(|e| e.is_dir() && e.flags & crate::rsync::flist::xmit::NO_CONTENT_DIR == 0)
+        {
             let dir = Self::target(dest, &e.name);
             if !dir.starts_with(base) {
                 continue;
@@ -283,11 +352,26 @@ mod tests {
     #[test]
     fn destinations() {
         let m = "document";
-        assert_eq!(sanitize_dest("document/db0/strings/", m).unwrap(), (PathBuf::from("db0/strings"), true));
-        assert_eq!(sanitize_dest("document/db0/info", m).unwrap(), (PathBuf::from("db0/info"), false));
-        assert_eq!(sanitize_dest("document_1.2.3.4:9/strings/", "document_1.2.3.4:9").unwrap(), (PathBuf::from("strings"), true));
-        assert_eq!(sanitize_dest("document", m).unwrap(), (PathBuf::new(), true));
-        assert_eq!(sanitize_dest("/./a//b", m).unwrap(), (PathBuf::from("a/b"), false));
+        assert_eq!(
+            sanitize_dest("document/db0/strings/", m).unwrap(),
+            (PathBuf::from("db0/strings"), true)
+        );
+        assert_eq!(
+            sanitize_dest("document/db0/info", m).unwrap(),
+            (PathBuf::from("db0/info"), false)
+        );
+        assert_eq!(
+            sanitize_dest("document_1.2.3.4:9/strings/", "document_1.2.3.4:9").unwrap(),
+            (PathBuf::from("strings"), true)
+        );
+        assert_eq!(
+            sanitize_dest("document", m).unwrap(),
+            (PathBuf::new(), true)
+        );
+        assert_eq!(
+            sanitize_dest("/./a//b", m).unwrap(),
+            (PathBuf::from("a/b"), false)
+        );
         assert!(sanitize_dest("document/../etc/", m).is_err());
         assert!(sanitize_dest("documentx/a", m).unwrap().0 == Path::new("documentx/a"));
     }

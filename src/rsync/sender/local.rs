@@ -19,12 +19,18 @@ pub struct LocalEntry {
 
 fn entry_of(name: Vec<u8>, path: &Path, m: &std::fs::Metadata) -> LocalEntry {
     LocalEntry {
-        entry: FileEntry { name, size: if m.is_file() { m.len() as i64 } else { 0 }, mtime: m.mtime(), mode: m.mode(), ..Default::default() },
+        entry: FileEntry {
+            name,
+            size: if m.is_file() { m.len() as i64 } else { 0 },
+            mtime: m.mtime(),
+            mode: m.mode(),
+            ..Default::default()
+        },
         path: path.to_path_buf(),
     }
 }
 
-fn walk(base: &Path, dir: &Path, prefix: &[u8], out: &mut Vec<LocalEntry>) -> Result<()> {
+fn walk(dir: &Path, prefix: &[u8], out: &mut Vec<LocalEntry>) -> Result<()> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let m = std::fs::symlink_metadata(e.path())?;
@@ -35,11 +41,14 @@ fn walk(base: &Path, dir: &Path, prefix: &[u8], out: &mut Vec<LocalEntry>) -> Re
         name.extend_from_slice(e.file_name().as_bytes());
         if m.is_dir() {
             out.push(entry_of(name.clone(), &e.path(), &m));
-            walk(base, &e.path(), &name, out)?;
+            walk(&e.path(), &name, out)?;
         } else if m.is_file() {
             out.push(entry_of(name, &e.path(), &m));
         } else {
-            tracing::warn!("rsync sender: skipping non-regular file {}", e.path().display());
+            tracing::warn!(
+                "rsync sender: skipping non-regular file {}",
+                e.path().display()
+            );
         }
     }
     Ok(())
@@ -54,12 +63,17 @@ pub async fn list_local(local: &Path) -> Result<Vec<LocalEntry>> {
         let mut out = vec![];
         if m.is_dir() {
             out.push(entry_of(b".".to_vec(), &local, &m));
-            walk(&local, &local, b"", &mut out)?;
+            walk(&local, b"", &mut out)?;
         } else if m.is_file() {
-            let name = local.file_name().ok_or_else(|| ProtoError::invalid("source has no file name"))?;
+            let name = local
+                .file_name()
+                .ok_or_else(|| ProtoError::invalid("source has no file name"))?;
             out.push(entry_of(name.as_bytes().to_vec(), &local, &m));
         } else {
-            return Err(ProtoError::invalid(format!("{} is not a file or directory", local.display())));
+            return Err(ProtoError::invalid(format!(
+                "{} is not a file or directory",
+                local.display()
+            )));
         }
         sort_by_name(&mut out, |e| (&e.entry.name[..], e.entry.is_dir()));
         Ok(out)

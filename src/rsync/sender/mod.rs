@@ -98,7 +98,12 @@ pub struct PushStats {
 /// A directory is sent with its contents (like `rsync -a dir/ host::module/remote/`); give
 /// `remote` a trailing `/`. A file is written as `remote`. With `delete`, the daemon removes
 /// files under the destination that `local` lacks (Pika's clear-target pass).
-pub async fn push_path(cfg: &SenderConfig, local: &Path, remote: &str, delete: bool) -> Result<PushStats> {
+pub async fn push_path(
+    cfg: &SenderConfig,
+    local: &Path,
+    remote: &str,
+    delete: bool,
+) -> Result<PushStats> {
     let entries = list_local(local).await?;
     let target = format!("{}/{}", cfg.module, remote.trim_start_matches('/'));
     let fut = session::push(cfg, entries, &target, delete);
@@ -125,7 +130,13 @@ pub struct DumpStats {
 /// the `info` file last. `remote_path` is e.g. `db0` (3.x classic) or empty (module root).
 pub async fn push_dump(cfg: &SenderConfig, dump: &Path, remote_path: &str) -> Result<DumpStats> {
     let base = remote_path.trim_matches('/');
-    let join = |name: &str| if base.is_empty() { name.to_string() } else { format!("{base}/{name}") };
+    let join = |name: &str| {
+        if base.is_empty() {
+            name.to_string()
+        } else {
+            format!("{base}/{name}")
+        }
+    };
     let mut children = vec![];
     let mut rd = tokio::fs::read_dir(dump).await?;
     while let Some(e) = rd.next_entry().await? {
@@ -140,14 +151,20 @@ pub async fn push_dump(cfg: &SenderConfig, dump: &Path, remote_path: &str) -> Re
         st.bytes += s.bytes;
     };
     for (name, is_dir) in children.iter().filter(|(n, _)| n != "info") {
-        let remote = if *is_dir { format!("{}/", join(name)) } else { join(name) };
+        let remote = if *is_dir {
+            format!("{}/", join(name))
+        } else {
+            join(name)
+        };
         let s = push_path(cfg, &dump.join(name), &remote, false).await?;
         add(s, &mut st);
     }
     for (name, _) in children.iter().filter(|(_, d)| *d) {
         match push_path(cfg, &dump.join(name), &format!("{}/", join(name)), true).await {
             Ok(s) => add(s, &mut st),
-            Err(e) => tracing::warn!("rsync sender: --delete pass for {name} failed (ignored, as Pika does): {e}"),
+            Err(e) => tracing::warn!(
+                "rsync sender: --delete pass for {name} failed (ignored, as Pika does): {e}"
+            ),
         }
     }
     let info = dump.join("info");
@@ -155,7 +172,10 @@ pub async fn push_dump(cfg: &SenderConfig, dump: &Path, remote_path: &str) -> Re
         let s = push_path(cfg, &info, &join("info"), false).await?;
         add(s, &mut st);
     } else {
-        return Err(ProtoError::invalid(format!("dump {} has no info file", dump.display())));
+        return Err(ProtoError::invalid(format!(
+            "dump {} has no info file",
+            dump.display()
+        )));
     }
     Ok(st)
 }
