@@ -5,6 +5,7 @@
 //! Stages in the order data flows (source → transform → sinks), each a module with one job:
 //! - [`formats`]: pure codecs for every wire and disk format (no I/O).
 //! - [`pipeline`]: the values passed between stages (old entry → new entry).
+//! - [`rsync`]: the embedded rsync daemon receiver (full sync in) and client sender (full sync out).
 //! - [`translate`]: old entry → canonical 3.x commands, one table of rules.
 //! - [`journal`]: the relay's durable 3.x binlog (files, meta, group commit, cursors, retention).
 //! - [`downstream`]: the protobuf master new Pika slaves attach to.
@@ -23,5 +24,6 @@ pub mod formats;
 pub mod journal;
 pub mod pipeline;
 pub mod relay;
+pub mod rsync;
 pub mod sim;
 pub mod translate;
