@@ -59,8 +59,8 @@ async fn start_relay(
     let admin_listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let s2 = shared.clone();
     let status: admin::StatusFn = Arc::new(move || admin::info::RelayStatus {
-        journal_end: *s2.journal.synced_end().borrow(),
-        journal_next_logic_id: s2.journal.next_logic_id(),
+        journal_end: s2.journal.synced().end,
+        journal_next_logic_id: s2.journal.synced().logic_id,
         file_size: s2.journal.file_size(),
         slaves: s2.registry.snapshot(),
         ..Default::default()
@@ -328,7 +328,7 @@ async fn three_slaves_at_different_positions_converge() {
             journal.append(&refs, 1_700_000_000);
             model.apply(&c, 1_700_000_000).unwrap();
         }
-        models_at.push((*journal.synced_end().borrow(), model.clone()));
+        models_at.push((journal.synced().end, model.clone()));
     }
     // Epoch 1: a dump of the data after round 2; everything before it is purged.
     let dump = tmp.path().join("dump");
@@ -371,7 +371,7 @@ async fn three_slaves_at_different_positions_converge() {
             model.apply(&c, 1_700_000_000).unwrap();
         }
     }
-    let end = *journal.synced_end().borrow();
+    let end = journal.synced().end;
     assert!(end.filenum >= 1, "the journal rotated files ({end})");
     for (name, s) in [("fresh", &fresh), ("mid", &mid), ("purged", &purged)] {
         let v = s
@@ -456,7 +456,7 @@ async fn wrong_acks_disconnect_and_a_silent_slave_stalls_only_itself() {
     .await;
     let good = start_slave(&relay, &tmp.path().join("good"), |_| {}).await;
     fill(&journal, &mut model, 3..10);
-    let end = *journal.synced_end().borrow();
+    let end = journal.synced().end;
     good.wait_for(Duration::from_secs(20), |v| v.producer == end)
         .await
         .expect("the good slave is not held back by the others");
@@ -620,7 +620,7 @@ async fn hostile_and_broken_requests() {
         "required fields set even on error"
     );
     // Beyond the end.
-    let end = *journal.synced_end().borrow();
+    let end = journal.synced().end;
     s.write_all(&frame(&try_sync(
         "db0",
         BinlogPos::new(end.filenum, end.offset + 100),
@@ -653,4 +653,18 @@ async fn hostile_and_broken_requests() {
         .expect("relay still serving");
     assert_eq!(good.lines(), model.lines());
     good.stop().await;
+}
+
+/// The relay's embedded rsync sender, counting pushes.
+#[derive(Clone, Default)]
+struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl DumpPusher for Counting {
+    fn push(
+        &self,
+        req: pb::PushRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        pika_relay::downstream::dbsync::RsyncPusher::default().push(req)
+    }
 }

@@ -2,6 +2,7 @@
 //! slaves attach to, fed by journal cursors ([`source`]); [`window`] matches their acks;
 //! [`registry`] lists them for INFO and metrics.
 
+pub mod dbsync;
 pub mod pb;
 pub mod registry;
 pub mod source;

@@ -1,7 +1,10 @@
 //! What the downstream master needs from the journal, as a trait so the protobuf server can be
-//! driven by the relay's journal and, in unit tests, by anything that holds 3.x items.
+//! driven by the relay's [`Journal`](crate::journal::Journal) ([`RelayJournal`]) and, in unit
+//! tests, by anything that holds 3.x items.
 
 use crate::formats::BinlogPos;
+use crate::journal::{CursorError, Journal, Synced};
+use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use tokio::sync::watch;
@@ -46,11 +49,9 @@ pub struct Epoch {
 
 /// A reader positioned in the journal.
 pub trait JournalCursor: Send + 'static {
-    /// The next item if it is already durable (ends at or before the synced end), without
-    /// waiting. Reads from disk; memory use is one item.
-    fn try_next(&mut self) -> io::Result<Option<JournalItem>>;
-    /// The position of the next item.
-    fn position(&self) -> BinlogPos;
+    /// The next item if it is already durable, without waiting for new ones. Reads from disk;
+    /// memory use is bounded. Not cancel-safe: await it to completion.
+    fn try_next(&mut self) -> impl Future<Output = io::Result<Option<JournalItem>>> + Send;
 }
 
 /// The journal as seen by downstream.
@@ -61,12 +62,106 @@ pub trait JournalSource: Clone + Send + Sync + 'static {
     fn locate(&self, pos: BinlogPos) -> Located;
     /// Opens a cursor at `pos` (which [`JournalSource::locate`] said is in range).
     fn open(&self, pos: BinlogPos) -> io::Result<Self::Cursor>;
-    /// The synced end, updated on every group commit.
-    fn synced_end(&self) -> watch::Receiver<BinlogPos>;
-    /// The current epoch.
-    fn epoch(&self) -> Epoch;
+    /// The synced state, updated on every group commit.
+    fn watch(&self) -> watch::Receiver<Synced>;
+    /// The dump directory of epoch `n`, if there is one.
+    fn dump_dir(&self, epoch: u64) -> Option<PathBuf>;
     /// `binlog-file-size`, for lag in bytes across files.
     fn file_size(&self) -> u64;
-    /// Logic id the next item will get (= items written), for lag in entries.
-    fn next_logic_id(&self) -> u64;
+
+    /// The synced state now.
+    fn synced(&self) -> Synced {
+        *self.watch().borrow()
+    }
+    /// The current epoch with its dump.
+    fn epoch(&self) -> Epoch {
+        let s = self.synced();
+        Epoch {
+            number: s.epoch,
+            start: s.epoch_start,
+            dump_dir: self.dump_dir(s.epoch),
+        }
+    }
+}
+
+/// Logic id from an encoded item header (bytes 10..18), 0 if too short.
+pub fn item_logic_id(bytes: &[u8]) -> u64 {
+    bytes
+        .get(10..18)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        .unwrap_or(0)
+}
+
+/// The relay's journal with the directory of received dumps (`<dumps>/epoch-<n>`).
+#[derive(Clone)]
+pub struct RelayJournal {
+    /// The journal.
+    pub journal: Journal,
+    /// Where dumps received from the old master are promoted.
+    pub dumps: PathBuf,
+}
+
+impl RelayJournal {
+    /// The directory of epoch `n`'s dump.
+    pub fn epoch_dir(dumps: &std::path::Path, n: u64) -> PathBuf {
+        dumps.join(format!("epoch-{n}"))
+    }
+}
+
+/// Cursor over the relay's journal.
+pub struct RelayCursor(crate::journal::Cursor);
+
+impl JournalCursor for RelayCursor {
+    async fn try_next(&mut self) -> io::Result<Option<JournalItem>> {
+        match self.0.try_next().await {
+            Ok(Some(it)) => Ok(Some(JournalItem {
+                logic_id: item_logic_id(&it.item),
+                bytes: it.item,
+                start: it.start,
+                end: it.end,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+}
+
+impl JournalSource for RelayJournal {
+    type Cursor = RelayCursor;
+
+    fn locate(&self, pos: BinlogPos) -> Located {
+        if pos < self.journal.synced().epoch_start {
+            return Located::Purged;
+        }
+        match self.journal.check(pos) {
+            Ok(()) => Located::InRange,
+            Err(CursorError::Purged { .. }) => Located::Purged,
+            Err(CursorError::BeyondEnd { .. }) => Located::BeyondEnd,
+            Err(CursorError::NotBoundary { .. }) => Located::NotBoundary,
+            Err(e) => {
+                tracing::error!("journal: cannot check position {pos}: {e}; the slave will be told to full-sync");
+                Located::Purged
+            }
+        }
+    }
+
+    fn open(&self, pos: BinlogPos) -> io::Result<RelayCursor> {
+        self.journal
+            .cursor(pos)
+            .map(RelayCursor)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    fn watch(&self) -> watch::Receiver<Synced> {
+        self.journal.watch()
+    }
+
+    fn dump_dir(&self, epoch: u64) -> Option<PathBuf> {
+        let d = Self::epoch_dir(&self.dumps, epoch);
+        d.is_dir().then_some(d)
+    }
+
+    fn file_size(&self) -> u64 {
+        self.journal.config().binlog_file_size
+    }
 }

@@ -4,85 +4,88 @@
 
 #![allow(dead_code)]
 
-use pika_relay::downstream::source::{Epoch, JournalCursor, JournalItem, JournalSource, Located};
+use pika_relay::downstream::source::{
+    item_logic_id, JournalCursor, JournalItem, JournalSource, Located,
+};
 use pika_relay::formats::item::BinlogItem;
 use pika_relay::formats::{record, resp, BinlogPos};
+use pika_relay::journal::Synced;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 struct Inner {
     items: Vec<JournalItem>,
     first: BinlogPos,
-    producer: BinlogPos,
-    logic_id: u64,
-    epoch: Epoch,
     file_size: u64,
+    dumps: Vec<(u64, PathBuf)>,
 }
 
 /// The journal.
 #[derive(Clone)]
 pub struct MemJournal {
     inner: Arc<Mutex<Inner>>,
-    end: Arc<watch::Sender<BinlogPos>>,
+    synced: Arc<watch::Sender<Synced>>,
 }
 
 impl MemJournal {
     /// An empty journal starting at `start`.
     pub fn new(file_size: u64, start: BinlogPos) -> Self {
-        let (tx, _) = watch::channel(start);
+        let (tx, _) = watch::channel(Synced {
+            end: start,
+            logic_id: 0,
+            upstream: None,
+            epoch: 0,
+            epoch_start: start,
+            entries: 0,
+        });
         MemJournal {
             inner: Arc::new(Mutex::new(Inner {
                 items: Vec::new(),
                 first: start,
-                producer: start,
-                logic_id: 0,
-                epoch: Epoch {
-                    number: 0,
-                    start,
-                    dump_dir: None,
-                },
                 file_size,
+                dumps: Vec::new(),
             })),
-            end: Arc::new(tx),
+            synced: Arc::new(tx),
+        }
+    }
+
+    fn next_pos(&self) -> BinlogPos {
+        let s = *self.synced.borrow();
+        let fs = self.inner.lock().unwrap().file_size;
+        if s.end.offset > fs {
+            BinlogPos::new(s.end.filenum + 1, 0)
+        } else {
+            s.end
         }
     }
 
     /// Appends encoded item bytes whose header the caller built (e.g. copied from a real file).
     pub fn append_raw(&self, bytes: Vec<u8>) -> JournalItem {
-        let mut g = self.inner.lock().unwrap();
-        if g.producer.offset > g.file_size {
-            g.producer = BinlogPos::new(g.producer.filenum + 1, 0);
-        }
-        let start = g.producer;
+        let start = self.next_pos();
         let end = BinlogPos::new(
             start.filenum,
             record::record_end(start.offset, bytes.len() as u64),
         );
         let it = JournalItem {
+            logic_id: item_logic_id(&bytes),
             bytes,
             start,
             end,
-            logic_id: g.logic_id,
         };
-        g.logic_id += 1;
-        g.producer = end;
-        g.items.push(it.clone());
-        drop(g);
-        self.end.send_replace(end);
+        self.inner.lock().unwrap().items.push(it.clone());
+        self.synced.send_modify(|s| {
+            s.end = end;
+            s.logic_id += 1;
+            s.entries += 1;
+        });
         it
     }
 
     /// Appends a command as the relay's journal would (server id 1, logic id, position).
     pub fn append(&self, argv: &[&[u8]], exec_time: u32) -> JournalItem {
-        let (pos, lid) = {
-            let g = self.inner.lock().unwrap();
-            let p = if g.producer.offset > g.file_size {
-                BinlogPos::new(g.producer.filenum + 1, 0)
-            } else {
-                g.producer
-            };
-            (p, g.logic_id)
-        };
+        let pos = self.next_pos();
+        let lid = self.synced.borrow().logic_id;
         let item = BinlogItem {
             exec_time,
             server_id: 1,
@@ -93,17 +96,23 @@ impl MemJournal {
         self.append_raw(item.encode())
     }
 
-    /// Starts a new epoch at the current end with this dump.
-    pub fn new_epoch(&self, dump_dir: Option<std::path::PathBuf>) -> BinlogPos {
-        let mut g = self.inner.lock().unwrap();
-        let start = g.producer;
-        let n = g.epoch.number + 1;
-        g.epoch = Epoch {
-            number: n,
-            start,
-            dump_dir,
-        };
-        start
+    /// Starts a new epoch at the current end, optionally with a dump.
+    pub fn new_epoch(&self, dump_dir: Option<PathBuf>) -> BinlogPos {
+        let end = self.synced.borrow().end;
+        self.set_epoch_at(end, dump_dir);
+        end
+    }
+
+    /// Sets the current epoch to start at `at` with `dump_dir`.
+    pub fn set_epoch_at(&self, at: BinlogPos, dump_dir: Option<PathBuf>) {
+        self.synced.send_modify(|s| {
+            s.epoch += 1;
+            s.epoch_start = at;
+        });
+        let n = self.synced.borrow().epoch;
+        if let Some(d) = dump_dir {
+            self.inner.lock().unwrap().dumps.push((n, d));
+        }
     }
 
     /// Forgets items before `pos` (as retention would).
@@ -111,11 +120,6 @@ impl MemJournal {
         let mut g = self.inner.lock().unwrap();
         g.items.retain(|i| i.start >= pos);
         g.first = pos;
-    }
-
-    /// All items.
-    pub fn items(&self) -> Vec<JournalItem> {
-        self.inner.lock().unwrap().items.clone()
     }
 }
 
@@ -126,7 +130,7 @@ pub struct MemCursor {
 }
 
 impl JournalCursor for MemCursor {
-    fn try_next(&mut self) -> std::io::Result<Option<JournalItem>> {
+    async fn try_next(&mut self) -> std::io::Result<Option<JournalItem>> {
         let g = self.j.inner.lock().unwrap();
         let next = g
             .items
@@ -134,22 +138,20 @@ impl JournalCursor for MemCursor {
             .find(|i| i.start >= self.pos && (i.start == self.pos || i.start.offset == 0));
         Ok(next.cloned().inspect(|i| self.pos = i.end))
     }
-    fn position(&self) -> BinlogPos {
-        self.pos
-    }
 }
 
 impl JournalSource for MemJournal {
     type Cursor = MemCursor;
     fn locate(&self, pos: BinlogPos) -> Located {
+        let s = *self.synced.borrow();
         let g = self.inner.lock().unwrap();
-        if pos < g.first || pos < g.epoch.start {
+        if pos < g.first || pos < s.epoch_start {
             return Located::Purged;
         }
-        if pos > g.producer {
+        if pos > s.end {
             return Located::BeyondEnd;
         }
-        if pos == g.first || pos == g.epoch.start || g.items.iter().any(|i| i.end == pos) {
+        if pos == g.first || pos == s.epoch_start || g.items.iter().any(|i| i.end == pos) {
             Located::InRange
         } else {
             Located::NotBoundary
@@ -161,29 +163,19 @@ impl JournalSource for MemJournal {
             pos,
         })
     }
-    fn synced_end(&self) -> watch::Receiver<BinlogPos> {
-        self.end.subscribe()
+    fn watch(&self) -> watch::Receiver<Synced> {
+        self.synced.subscribe()
     }
-    fn epoch(&self) -> Epoch {
-        self.inner.lock().unwrap().epoch.clone()
+    fn dump_dir(&self, epoch: u64) -> Option<PathBuf> {
+        self.inner
+            .lock()
+            .unwrap()
+            .dumps
+            .iter()
+            .find(|d| d.0 == epoch)
+            .map(|d| d.1.clone())
     }
     fn file_size(&self) -> u64 {
         self.inner.lock().unwrap().file_size
-    }
-    fn next_logic_id(&self) -> u64 {
-        self.inner.lock().unwrap().logic_id
-    }
-}
-
-impl MemJournal {
-    /// Sets the current epoch to start at `at` with `dump_dir`.
-    pub fn set_epoch_at(&self, at: BinlogPos, dump_dir: Option<std::path::PathBuf>) {
-        let mut g = self.inner.lock().unwrap();
-        let n = g.epoch.number + 1;
-        g.epoch = Epoch {
-            number: n,
-            start: at,
-            dump_dir,
-        };
     }
 }

@@ -57,7 +57,7 @@ pub async fn run<J: JournalSource>(stream: TcpStream, peer: SocketAddr, shared: 
     let (rd, wr) = stream.into_split();
     let mut requests = spawn_reader(rd, shared.config.max_request_frame);
     let (push_tx, mut push_rx) = mpsc::channel(4);
-    let mut end_rx = shared.journal.synced_end();
+    let mut end_rx = shared.journal.watch();
     let mut conn = SlaveConn {
         shared: shared.clone(),
         w: Writer::new(wr, peer),
@@ -263,7 +263,7 @@ impl<J: JournalSource> SlaveConn<J> {
     async fn try_sync(&mut self, t: inner_request::TrySync) -> Result<(), String> {
         self.require_meta("TrySync")?;
         let table = t.partition.table_name.clone();
-        let end = *self.shared.journal.synced_end().borrow();
+        let end = self.shared.journal.synced().end;
         if !self.table_known(&table) {
             warn!(
                 "downstream: {}: TrySync for unknown db `{table}`; the relay serves db0..db{}",
@@ -406,8 +406,8 @@ impl<J: JournalSource> SlaveConn<J> {
             db.cursor = Some(cursor);
             db.window = SyncWindow::new(self.shared.config.window_items, start);
             db.in_flight_ids.clear();
-            let journal_end = *self.shared.journal.synced_end().borrow();
-            db.acked_next_id = (start == journal_end).then(|| self.shared.journal.next_logic_id());
+            let synced = self.shared.journal.synced();
+            db.acked_next_id = (start == synced.end).then_some(synced.logic_id);
             db.state = SlaveState::BinlogSync;
             db.v33 = b.ack_range_start.term.is_some();
             info!(
@@ -517,6 +517,7 @@ impl<J: JournalSource> SlaveConn<J> {
                 {
                     match cursor
                         .try_next()
+                        .await
                         .map_err(|e| format!("journal read failed: {e}"))?
                     {
                         Some(it) => {
