@@ -5,8 +5,6 @@
 mod mem_journal;
 #[path = "support/net.rs"]
 mod net;
-#[path = "support/rsync_cli_pusher.rs"]
-mod rsync_cli_pusher;
 #[path = "support/vectors.rs"]
 mod vectors;
 
@@ -168,22 +166,25 @@ async fn recorded_real_329_slave_requests_get_the_real_masters_answers() {
             "journal positions = real master's"
         );
     }
-    let pusher = rsync_cli_pusher::RsyncCliPusher::default();
-    struct Recording(rsync_cli_pusher::RsyncCliPusher);
+    #[derive(Clone, Default)]
+    struct Recording {
+        requests: Arc<std::sync::Mutex<Vec<pb::PushRequest>>>,
+    }
+    let pusher = Recording::default();
     impl DumpPusher for Recording {
         fn push(
             &self,
             req: pb::PushRequest,
         ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send>>
         {
-            self.0.requests.lock().unwrap().push(req);
+            self.requests.lock().unwrap().push(req);
             Box::pin(async { Ok(0) })
         }
     }
     let relay = start_relay(
         journal.clone(),
         PbConfig::default(),
-        Some(Arc::new(Recording(pusher.clone()))),
+        Some(Arc::new(pusher.clone())),
     )
     .await;
 
@@ -337,7 +338,7 @@ async fn three_slaves_at_different_positions_converge() {
     // Re-create the epoch boundary at je: items before it are dropped, the dump stands for them.
     journal.purge_before(je);
     set_epoch(&journal, je, dump.clone());
-    let pusher = rsync_cli_pusher::RsyncCliPusher::default();
+    let pusher = Counting::default();
     let relay = start_relay(
         journal.clone(),
         PbConfig::default(),
@@ -385,7 +386,7 @@ async fn three_slaves_at_different_positions_converge() {
         assert_eq!(v.full_syncs, full, "{name}: full syncs");
     }
     assert_eq!(
-        pusher.requests.lock().unwrap().len(),
+        pusher.0.load(std::sync::atomic::Ordering::SeqCst),
         2,
         "two full syncs pushed"
     );
