@@ -24,6 +24,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// Which rsync daemon the double runs on its port+1000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsyncDaemonKind {
+    /// Debian's `rsync --daemon`, configured as Pika configures it (what tests use: a real peer).
+    System,
+    /// The relay's embedded receiver with the same module, user and secret (for `demo` on
+    /// machines without the rsync package).
+    Embedded,
+}
+
 /// How the double acknowledges pushed binlog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckMode {
@@ -62,6 +72,8 @@ pub struct NewSlaveConfig {
     pub reconnect_delay: Duration,
     /// Silence after which a connected DB goes back to TrySync (Pika: 20 s).
     pub recv_timeout: Duration,
+    /// The rsync daemon to run.
+    pub rsync: RsyncDaemonKind,
 }
 
 impl NewSlaveConfig {
@@ -80,6 +92,7 @@ impl NewSlaveConfig {
             seed: None,
             reconnect_delay: Duration::from_millis(500),
             recv_timeout: Duration::from_secs(20),
+            rsync: RsyncDaemonKind::System,
         }
     }
 }
@@ -128,15 +141,38 @@ pub struct NewSlave {
     view: watch::Receiver<SlaveView>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    _rsyncd: rsyncd::RsyncDaemon,
+    rsyncd: Daemon,
+}
+
+enum Daemon {
+    System(#[allow(dead_code)] rsyncd::RsyncDaemon),
+    Embedded(crate::rsync::receiver::Receiver),
 }
 
 impl NewSlave {
     /// Starts the rsync daemon and the replication task.
     pub async fn start(cfg: NewSlaveConfig) -> std::io::Result<NewSlave> {
-        let dbsync = cfg.data_dir.join("dbsync");
         let secret = cfg.masterauth.clone().unwrap_or_else(|| "default".into());
-        let rsyncd = rsyncd::RsyncDaemon::start(&cfg.data_dir, &dbsync, cfg.port + 1000, &secret)?;
+        let (rsyncd, dbsync) = match cfg.rsync {
+            RsyncDaemonKind::System => {
+                let dbsync = cfg.data_dir.join("dbsync");
+                let d =
+                    rsyncd::RsyncDaemon::start(&cfg.data_dir, &dbsync, cfg.port + 1000, &secret)?;
+                (Daemon::System(d), dbsync)
+            }
+            RsyncDaemonKind::Embedded => {
+                use crate::rsync::receiver::{ModuleSpec, Receiver, ReceiverConfig};
+                let staging = cfg.data_dir.join("rsync-staging");
+                let bind = std::net::SocketAddr::new(cfg.master.ip(), cfg.port + 1000);
+                let rc = ReceiverConfig::new(
+                    bind,
+                    staging.clone(),
+                    vec![ModuleSpec::with_auth("document", "rsync_user", &secret)],
+                );
+                let r = Receiver::start(rc, CancellationToken::new()).await?;
+                (Daemon::Embedded(r), staging.join("document"))
+            }
+        };
         let (ks, pos) = cfg
             .seed
             .clone()
@@ -163,6 +199,7 @@ impl NewSlave {
         let cancel = CancellationToken::new();
         let task = tokio::spawn(session::run(
             cfg,
+            dbsync,
             binlog,
             keyspace.clone(),
             tx,
@@ -173,7 +210,7 @@ impl NewSlave {
             view,
             cancel,
             task,
-            _rsyncd: rsyncd,
+            rsyncd,
         })
     }
 
@@ -222,5 +259,8 @@ impl NewSlave {
     pub async fn stop(self) {
         self.cancel.cancel();
         let _ = self.task.await;
+        if let Daemon::Embedded(r) = self.rsyncd {
+            let _ = r.stop().await;
+        }
     }
 }

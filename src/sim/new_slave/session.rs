@@ -28,6 +28,8 @@ pub(super) fn now() -> u32 {
 
 struct Session {
     cfg: NewSlaveConfig,
+    /// The db-sync path (the rsync module root): full syncs land in `<dbsync>/db0/`.
+    dbsync: std::path::PathBuf,
     binlog: SlaveBinlog,
     keyspace: Arc<Mutex<Keyspace>>,
     view: watch::Sender<SlaveView>,
@@ -70,6 +72,7 @@ async fn read_response(s: &mut TcpStream, buf: &mut BytesMut) -> Result<InnerRes
 /// Runs until cancelled, reconnecting after connection loss as a real slave does.
 pub(super) async fn run(
     cfg: NewSlaveConfig,
+    dbsync: std::path::PathBuf,
     binlog: SlaveBinlog,
     keyspace: Arc<Mutex<Keyspace>>,
     view: watch::Sender<SlaveView>,
@@ -78,6 +81,7 @@ pub(super) async fn run(
     let force = cfg.force_full_sync;
     let mut s = Session {
         cfg,
+        dbsync,
         binlog,
         keyspace,
         view,
@@ -246,7 +250,7 @@ impl Session {
     }
 
     fn dbsync_dir(&self) -> std::path::PathBuf {
-        self.cfg.data_dir.join("dbsync").join("db0")
+        self.dbsync.join("db0")
     }
 
     async fn send_db_sync(&mut self, sock: &mut TcpStream) -> Result<(), String> {
