@@ -368,7 +368,11 @@ impl Session {
                     break StreamEnd::Lost(format!("heartbeat: {why}"));
                 }
                 ev = self.link.recv() => match ev {
-                    Some(LinkEvent::Up { conn, .. }) => { active = Some(conn); grace = None; }
+                    Some(LinkEvent::Up { conn, peer }) => {
+                        tracing::debug!("binlog link up: master {peer}, connection #{conn}");
+                        active = Some(conn);
+                        grace = None;
+                    }
                     Some(LinkEvent::Down { conn, peer, why }) if active == Some(conn) => {
                         tracing::info!("binlog connection from master {peer} ended ({why}); waiting up to {:?} for its sender to reconnect", t.binlog_reconnect_grace);
                         active = None;
