@@ -54,7 +54,11 @@ impl Relay {
     /// Starts a session; `tweak` adjusts the config. The fake journal collects events and
     /// publishes each entry's end as durable.
     pub async fn start(master: SocketAddr, init: Durable, tweak: impl FnOnce(&mut UpstreamConfig)) -> Relay {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), master, init, tweak).await
+    }
+
+    /// As `start`, in a given directory (its `data/staging` is the full-sync staging directory).
+    pub async fn start_in(dir: tempfile::TempDir, master: SocketAddr, init: Durable, tweak: impl FnOnce(&mut UpstreamConfig)) -> Relay {
         let (listener, relay_port) = bind_binlog_listener().await;
         let mut cfg = base_config(master, relay_port, dir.path().join("data"));
         tweak(&mut cfg);
@@ -124,10 +128,12 @@ pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// Entries must be contiguous: each starts where the previous ended (no gap, no duplicate).
-pub fn assert_contiguous(entries: &[pika_relay::pipeline::OldEntry], from: BinlogPos) {
+/// A position past `binlog_file_size` is followed by the next file's start (the master rolls
+/// over before writing).
+pub fn assert_contiguous(entries: &[pika_relay::pipeline::OldEntry], from: BinlogPos, binlog_file_size: u64) {
     let mut at = from;
     for (i, e) in entries.iter().enumerate() {
-        assert_eq!(e.start, at, "entry {i} ({:?}) does not start where the previous ended", e.commands.first().map(|c| String::from_utf8_lossy(&c[0]).into_owned()));
+        assert_eq!(e.start, pika_relay::upstream::receiver::normalize(at, binlog_file_size), "entry {i} ({:?}) does not start where the previous ended", e.commands.first().map(|c| String::from_utf8_lossy(&c[0]).into_owned()));
         assert!(e.end > e.start);
         at = e.end;
     }
