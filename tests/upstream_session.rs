@@ -370,3 +370,28 @@ async fn v23_double_with_auto_detection_and_full_sync() {
     check_same_as_master(&r, &m, pos, base);
     r.handle.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn resume_after_a_record_that_ended_past_binlog_file_size() {
+    init_log();
+    let (m, _d) = master(Flavor::V30, |c| c.binlog_file_size = 4096).await;
+    let r = Relay::start(m.addr(), Durable::default(), |c| {
+        c.binlog_file_size = 4096;
+        c.full_sync_on_invalid_offset = true;
+    })
+    .await;
+    small_writes(&m, "a", 5);
+    let big = vec![b'x'; 10_000];
+    w(&m, &[b"set", b"big", &big]);
+    r.wait_pos(m.producer(), T).await;
+    assert!(m.producer().offset > 4096 && m.producer().filenum == 0);
+    // The link drops while the master has not rolled to write2file1 yet: trysync (1, 0) gets
+    // InvalidOffset until the master writes again; no full sync is taken.
+    m.drop_heartbeats();
+    assert!(wait_until(T, || r.status().last_error.is_some_and(|e| e.contains("only at its next write"))).await, "{:?}", r.status());
+    small_writes(&m, "b", 5);
+    r.wait_pos(m.producer(), T).await;
+    assert_eq!(r.status().full_syncs, 0);
+    check_same_as_master(&r, &m, BinlogPos::new(0, 0), Keyspace::default());
+    r.handle.shutdown().await.unwrap();
+}

@@ -126,6 +126,8 @@ pub(crate) struct Session {
     shutdown: CancellationToken,
     force: bool,
     backoff: Duration,
+    /// The last resume position was rolled over to `(filenum+1, 0)`.
+    rolled_over: bool,
 }
 
 impl Session {
@@ -139,7 +141,7 @@ impl Session {
     ) -> Self {
         let force = cfg.force_full_sync;
         let backoff = cfg.timings.backoff_initial;
-        Session { cfg, shared, durable, durable_alive: true, full_sync, link, shutdown, force, backoff }
+        Session { cfg, shared, durable, durable_alive: true, full_sync, link, shutdown, force, backoff, rolled_over: false }
     }
 
     fn set_state(&self, state: SessionState) {
@@ -241,6 +243,14 @@ impl Session {
     fn explain(&mut self, reply: &TrySyncReply, pos: BinlogPos) -> (String, Duration) {
         let m = self.cfg.master;
         match reply {
+            TrySyncReply::InvalidOffset if self.rolled_over => (
+                format!(
+                    "master {m} answered -ERR InvalidOffset to trysync {pos}: our last entry ended past \
+                     binlog-file-size, and the master opens write2file{} only at its next write; retrying",
+                    pos.filenum
+                ),
+                self.next_backoff(),
+            ),
             TrySyncReply::InvalidOffset => {
                 let action = if self.cfg.full_sync_on_invalid_offset {
                     self.force = true;
@@ -284,6 +294,7 @@ impl Session {
 
     /// The position for the next trysync.
     async fn resume_pos(&mut self) -> BinlogPos {
+        self.rolled_over = false;
         if self.force {
             return FORCE_POS;
         }
@@ -292,7 +303,9 @@ impl Session {
         if d.epoch == st.epoch && d.pos > st.accepted {
             st.accepted = d.pos;
         }
-        normalize(st.accepted, self.cfg.binlog_file_size)
+        let pos = normalize(st.accepted, self.cfg.binlog_file_size);
+        self.rolled_over = pos != st.accepted;
+        pos
     }
 
     /// Connect, send `[auth] + trysync` in one write, read the reply (or replies), close.
