@@ -191,7 +191,7 @@ pub async fn start_with_listener(
     });
     let config = Arc::new(config);
     let (link_tx, link_rx) = mpsc::unbounded_channel();
-    let shared = receiver::Shared::new(config.clone(), events_tx, status_tx, link_tx, init);
+    let shared = receiver::Shared::new(config.clone(), events_tx, status_tx, link_tx, init, shutdown.clone());
     tokio::spawn(receiver::serve(shared.clone(), listener, shutdown.clone()));
     let sess = session::Session::new(config, shared, durable, full_sync, link_rx, shutdown.clone());
     let task = tokio::spawn(sess.run());

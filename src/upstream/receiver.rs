@@ -137,6 +137,8 @@ pub(crate) struct Shared {
     /// The authenticated connection currently allowed to deliver records.
     active: StdMutex<Option<(u64, CancellationToken)>>,
     next_conn: AtomicU64,
+    /// The session's shutdown signal (a blocked send to the journal must not hold shutdown up).
+    pub shutdown: CancellationToken,
 }
 
 impl Shared {
@@ -146,6 +148,7 @@ impl Shared {
         status: watch::Sender<UpstreamStatus>,
         link: mpsc::UnboundedSender<LinkEvent>,
         init: Durable,
+        shutdown: CancellationToken,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             cfg,
@@ -160,6 +163,7 @@ impl Shared {
             link,
             active: StdMutex::new(None),
             next_conn: AtomicU64::new(1),
+            shutdown,
         })
     }
 
@@ -193,9 +197,12 @@ impl Shared {
         match st.judge(d, &self.cfg, peer) {
             Verdict::Emit(entry) => {
                 let end = entry.end;
-                if self.events.send(UpstreamEvent::Entry(entry)).await.is_err() {
-                    let _ = self.link.send(LinkEvent::ConsumerGone);
-                    return Err("the journal stopped consuming entries".into());
+                tokio::select! {
+                    r = self.events.send(UpstreamEvent::Entry(entry)) => if r.is_err() {
+                        let _ = self.link.send(LinkEvent::ConsumerGone);
+                        return Err("the journal stopped consuming entries".into());
+                    },
+                    _ = self.shutdown.cancelled() => return Err("relay shutting down".into()),
                 }
                 st.accepted = end;
                 self.status.send_modify(|s| {

@@ -167,7 +167,11 @@ impl Session {
             if self.shutdown.is_cancelled() {
                 return Ok(());
             }
-            let pos = self.resume_pos().await;
+            let stop = self.shutdown.clone();
+            let pos = tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                p = self.resume_pos() => p,
+            };
             self.set_state(SessionState::Connect);
             if let Err(e) = self.full_sync.prepare(&self.cfg.rsync_module()).await {
                 tracing::warn!("full-sync receiver not ready ({e}); a full sync, if the master asks for one, may fail");
@@ -369,8 +373,7 @@ impl Session {
         });
         let t = self.cfg.timings.clone();
         let hb_addr = self.cfg.heartbeat_addr();
-        let hb = heartbeat::run(hb_addr, sid, &t);
-        tokio::pin!(hb);
+        let mut hb = Box::pin(heartbeat::run(hb_addr, sid, &t));
         let mut grace = Some(Instant::now() + t.binlog_connect_grace);
         let mut active: Option<u64> = None;
         let end = loop {
@@ -467,8 +470,11 @@ impl Session {
         tracing::info!("full sync done: dump at {} is epoch {epoch}, consistent with master position {}", path.display(), info.pos);
         let pos = info.pos;
         let ev = UpstreamEvent::FullSync(DumpEpoch { epoch, dir: path, info });
-        if self.shared.events.send(ev).await.is_err() {
-            return Err(StreamEnd::ConsumerGone);
+        tokio::select! {
+            r = self.shared.events.send(ev) => if r.is_err() {
+                return Err(StreamEnd::ConsumerGone);
+            },
+            _ = self.shutdown.cancelled() => return Err(StreamEnd::Shutdown),
         }
         st.epoch = epoch;
         st.accepted = pos;
