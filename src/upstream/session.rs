@@ -489,3 +489,29 @@ impl Session {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bytes() {
+        let r = trysync_request(Some("pw"), "10.0.0.5", 9221, BinlogPos::new(3, 1234));
+        assert_eq!(
+            r,
+            b"*2\r\n$4\r\nauth\r\n$2\r\npw\r\n*5\r\n$7\r\ntrysync\r\n$8\r\n10.0.0.5\r\n$4\r\n9221\r\n$1\r\n3\r\n$4\r\n1234\r\n".to_vec()
+        );
+        assert!(trysync_request(None, "1.2.3.4", 1, FORCE_POS).ends_with(b"$10\r\n4294967295\r\n$1\r\n0\r\n"));
+    }
+
+    #[test]
+    fn replies() {
+        assert_eq!(classify(&Reply::Integer(3)), TrySyncReply::Sid(3));
+        assert_eq!(classify(&Reply::Bulk(Some(b"wait".to_vec()))), TrySyncReply::Wait);
+        assert_eq!(classify(&Reply::Simple("WAIT".into())), TrySyncReply::Unexpected("\"WAIT\"".into()));
+        assert_eq!(classify(&Reply::Error("ERR InvalidOffset".into())), TrySyncReply::InvalidOffset);
+        assert_eq!(classify(&Reply::Error("ERR AlreadyExist".into())), TrySyncReply::AlreadyExist);
+        assert_eq!(classify(&Reply::Error("ERR NOAUTH Authentication required.".into())), TrySyncReply::NoAuth);
+        assert!(matches!(classify(&Reply::Integer(-1)), TrySyncReply::Unexpected(_)));
+    }
+}
