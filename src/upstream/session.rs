@@ -320,11 +320,13 @@ impl Session {
             .await
             .map_err(|_| io(format!("connect to {} timed out", self.cfg.master)))??;
         self.set_state(SessionState::TrySync);
-        let req = trysync_request(self.cfg.masterauth.as_deref(), &self.cfg.advertise_ip, self.cfg.relay_port, pos);
+        // An empty masterauth means none (a needless `auth` is refused by a password-less master).
+        let pw = self.cfg.masterauth.as_deref().filter(|p| !p.is_empty());
+        let req = trysync_request(pw, &self.cfg.advertise_ip, self.cfg.relay_port, pos);
         timeout(t.trysync_io_timeout, sock.write_all(&req)).await.map_err(|_| io("sending trysync timed out".into()))??;
         let deadline = Instant::now() + t.trysync_io_timeout;
         let mut buf = Vec::new();
-        let mut expect_auth = self.cfg.masterauth.is_some();
+        let mut expect_auth = pw.is_some();
         loop {
             match parse_reply(&buf) {
                 Ok(Some((reply, used))) => {
