@@ -5,6 +5,7 @@
 //! Stages in the order data flows (source → transform → sinks), each a module with one job:
 //! - [`formats`]: pure codecs for every wire and disk format (no I/O).
 //! - [`pipeline`]: the values passed between stages (old entry → new entry).
+//! - [`upstream`]: the relay posing as a slave of the old master (trysync, binlog receiver, heartbeat, full sync).
 //! - [`rsync`]: the embedded rsync daemon receiver (full sync in) and client sender (full sync out).
 //! - [`translate`]: old entry → canonical 3.x commands, one table of rules.
 //! - [`journal`]: the relay's durable 3.x binlog (files, meta, group commit, cursors, retention).
@@ -12,7 +13,7 @@
 //! - [`admin`]: the relay's own port R (probes, PING, AUTH, INFO) and the metrics endpoint.
 //! - [`relay`]: the parts wired into one relay; pre-flight checks.
 //! - [`config`]: the TOML settings and their defaults.
-//! - [`sim`]: faithful doubles of a new Pika slave (and a keyspace model) for tests and `demo`.
+//! - [`sim`]: faithful doubles of an old Pika master and a new Pika slave, for tests and `demo`.
 //! - [`cli`]: the offline tools behind `pika-relay inspect` and `pika-relay seed-manifest`.
 #![warn(missing_docs)]
 
@@ -27,3 +28,4 @@ pub mod relay;
 pub mod rsync;
 pub mod sim;
 pub mod translate;
+pub mod upstream;

@@ -123,10 +123,7 @@ impl SlaveBinlog {
                 arg(3),
             ]),
             b"setnx" if self.version != SlaveVersion::V33 => {
-                let exists = ks
-                    .lines()
-                    .iter()
-                    .any(|l| l.starts_with(&format!("string {} ", resp::escape(&arg(1)))));
+                let exists = ks.contains(&arg(1), u64::from(now));
                 (!exists).then(|| vec![v("set"), arg(1), arg(2)])
             }
             b"expire" => Some(vec![v("expireat"), arg(1), abs(n(&arg(2))?)]),
@@ -138,13 +135,12 @@ impl SlaveBinlog {
             ]),
             b"incr" | b"incrby" | b"decr" | b"decrby" if self.version == SlaveVersion::V31 => {
                 let mut after = ks.clone();
-                after.apply(argv, u64::from(now)).ok()?;
-                let line = after
-                    .lines()
-                    .into_iter()
-                    .find(|l| l.starts_with(&format!("string {} ", resp::escape(&arg(1)))))?;
-                let value = line.split(' ').nth(2)?.to_string();
-                Some(vec![v("set"), arg(1), value.into_bytes()])
+                match after.exec(&argv.to_vec(), u64::from(now)).ok()? {
+                    crate::formats::resp::Reply::Integer(n) => {
+                        Some(vec![v("set"), arg(1), n.to_string().into_bytes()])
+                    }
+                    _ => None,
+                }
             }
             _ => Some(argv.to_vec()),
         }

@@ -5,8 +5,8 @@
 //! computed from its own producer position (§3.4), keepalive answers and the 20 s timeout.
 //!
 //! Differences from a real slave, all on purpose: it applies writes to a [`Keyspace`] model
-//! instead of RocksDB (a sim dump, see [`Keyspace::save_dump`], loads as data; a real RocksDB dump
-//! loads as empty), it does not replace `127.0.0.1` with its host ip when checking the `info`
+//! instead of RocksDB (a dump in the doubles' format, [`crate::sim::dump`], loads as data; a real
+//! RocksDB dump loads as empty), it does not replace `127.0.0.1` with its host ip when checking the `info`
 //! file, and it reconnects after `reconnect_delay` instead of Pika's 10 s.
 
 pub mod binlog;
@@ -224,9 +224,14 @@ impl NewSlave {
         self.view.clone()
     }
 
-    /// The data it holds, as [`Keyspace::lines`].
-    pub fn lines(&self) -> Vec<String> {
-        self.keyspace.lock().unwrap().lines()
+    /// The data it holds at `now`, as [`Keyspace::lines`].
+    pub fn lines(&self, now: u64) -> Vec<String> {
+        self.keyspace.lock().unwrap().lines(now)
+    }
+
+    /// A copy of its keyspace.
+    pub fn keyspace(&self) -> Keyspace {
+        self.keyspace.lock().unwrap().clone()
     }
 
     /// Waits until `f` holds for the view, or `timeout`.

@@ -390,11 +390,7 @@ impl Session {
                     .append(&header, &form, t)
                     .map_err(|e| e.to_string())?;
             }
-            let applied = self
-                .keyspace
-                .lock()
-                .unwrap()
-                .apply(&argv, u64::from(header.exec_time));
+            let applied = self.keyspace.lock().unwrap().exec(&argv, u64::from(t));
             if let Err(e) = applied {
                 warn!(
                     "new-slave double {}: command rejected: {e}: back to TrySync",
@@ -471,8 +467,13 @@ impl Session {
                 return Ok(());
             }
         };
+        let ks = crate::sim::dump::load_types(
+            &self.dbsync_dir(),
+            crate::sim::old_master::Flavor::V30,
+            u64::from(now()),
+        )
+        .map_err(|e| format!("loading the full sync: {e}"))?;
         let _ = std::fs::remove_file(info_path);
-        let ks = Keyspace::load_dump(&self.dbsync_dir())?;
         *self.keyspace.lock().unwrap() = ks;
         self.binlog
             .set_producer_status(info.pos, now())
