@@ -62,7 +62,7 @@ impl Keyspace {
     pub fn live(&self, now: u64) -> BTreeMap<Vec<u8>, (Value, Option<u64>)> {
         self.data
             .iter()
-            .filter(|(_, (_, e))| e.map_or(true, |t| t > now))
+            .filter(|(_, (_, e))| e.is_none_or(|t| t > now))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
