@@ -7,6 +7,7 @@ use super::recovery::{self, manifest_of, Recovery};
 use super::{retention, Journal, JournalConfig, JournalError, Shared, SyncPolicy, Synced};
 use crate::formats::item::BinlogItem;
 use crate::formats::record::encode_record;
+use crate::formats::record::BLOCK_SIZE;
 use crate::formats::{resp, BinlogPos};
 use crate::pipeline::NewEntry;
 use std::collections::HashMap;
@@ -124,31 +125,37 @@ impl JournalWriter {
             return Ok(false);
         }
         for e in entries {
-            let before = self.position();
-            if self.offset > self.shared.cfg.binlog_file_size {
-                self.rotate()?;
-            }
-            self.scratch.clear();
-            resp::encode_argv_into(&e.argv, &mut self.scratch);
-            let item = ItemHeader {
-                exec_time: e.exec_time,
-                server_id: self.shared.cfg.server_id,
-                logic_id: self.logic_id,
-                pos: before,
-            };
-            let payload = item.encode(&self.scratch);
-            self.offset = encode_record(self.offset, &payload, e.exec_time, &mut self.buf);
-            self.logic_id += 1;
-            self.entries += 1;
-            self.unsynced_items += 1;
-            if self.buf.len() >= WRITE_BUF {
-                self.flush_buf()?;
-            }
+            self.write_item(e.exec_time, &e.argv)?;
         }
         self.upstream = Some(upstream_end);
         self.dirty = true;
         self.unsynced_since.get_or_insert_with(Instant::now);
         Ok(true)
+    }
+
+    /// Writes one item (rotating first when the file is over `binlog_file_size`, as Pika does).
+    fn write_item(&mut self, exec_time: u32, argv: &[Vec<u8>]) -> Result<(), JournalError> {
+        let before = self.position();
+        if self.offset > self.shared.cfg.binlog_file_size {
+            self.rotate()?;
+        }
+        self.scratch.clear();
+        resp::encode_argv_into(argv, &mut self.scratch);
+        let item = ItemHeader {
+            exec_time,
+            server_id: self.shared.cfg.server_id,
+            logic_id: self.logic_id,
+            pos: before,
+        };
+        let payload = item.encode(&self.scratch);
+        self.offset = encode_record(self.offset, &payload, exec_time, &mut self.buf);
+        self.logic_id += 1;
+        self.entries += 1;
+        self.unsynced_items += 1;
+        if self.buf.len() >= WRITE_BUF {
+            self.flush_buf()?;
+        }
+        Ok(())
     }
 
     /// Makes everything appended durable, stores meta, updates the manifest and publishes the
@@ -200,10 +207,50 @@ impl JournalWriter {
         Ok(st)
     }
 
-    /// Starts dump epoch `e+1`: syncs, then records `J_e` = the journal end and sets the upstream
-    /// position to `upstream` (the dump's binlog position from its `info` file).
+    /// Length of the epoch padding item's argument such that the item ends at a position a new
+    /// slave can reach with `SetProducerStatus`: its 64 KiB-block remainder must be 0 or at least
+    /// 69 (a smaller last chunk cannot hold a filler record, and the slave would store a lower
+    /// offset, new spec §4.5).
+    fn epoch_padding_len(&self) -> usize {
+        let start = if self.offset > self.shared.cfg.binlog_file_size {
+            0
+        } else {
+            self.offset
+        };
+        let mut stars = 64usize;
+        for _ in 0..4 {
+            let content = resp::encoded_len(&[b"padding".as_slice(), &vec![b'*'; stars]]);
+            let end = crate::formats::record::record_end(
+                start,
+                (crate::formats::item::ITEM_HEADER_LEN + content) as u64,
+            );
+            match end % BLOCK_SIZE {
+                0 | 69.. => return stars,
+                rem => stars += (69 - rem) as usize,
+            }
+        }
+        stars
+    }
+
+    /// Starts dump epoch `e+1`: writes one `padding` item, then records `J_e` = the journal end
+    /// after it and sets the upstream position to `upstream` (the dump's binlog position from its
+    /// `info` file).
+    ///
+    /// The padding item makes `J_e` a position no slave of an earlier epoch can hold: a slave
+    /// that streamed up to the old end (or a fresh one at 0:0 when the journal was empty) asks for
+    /// a position before `J_e`, is told it is purged and full-syncs; only a slave that loaded this
+    /// epoch's dump names `J_e` itself. No slave ever receives the item (cursors start at `J_e`).
     pub fn begin_epoch(&mut self, upstream: BinlogPos) -> Result<Synced, JournalError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
+        // Everything before belongs to the old epoch; the padding item and the switch become
+        // visible together in one sync, so no cursor of the old epoch can reach J_e.
         self.sync()?;
+        let stars = self.epoch_padding_len();
+        self.write_item(now, &[b"padding".to_vec(), vec![b'*'; stars]])?;
+        debug_assert!(matches!(self.offset % BLOCK_SIZE, 0 | 69..));
         self.epoch += 1;
         self.epoch_start = self.position();
         self.upstream = Some(upstream);

@@ -37,6 +37,8 @@ struct Db<C> {
     last_recv: Instant,
     last_send: Instant,
     v33: bool,
+    /// The journal epoch this session's position belongs to.
+    epoch: u64,
 }
 
 struct SlaveConn<J: JournalSource> {
@@ -234,6 +236,7 @@ impl<J: JournalSource> SlaveConn<J> {
                 last_recv: now,
                 last_send: now,
                 v33: false,
+                epoch: self.shared.journal.synced().epoch,
             },
         );
         self.update_status(table);
@@ -491,9 +494,24 @@ impl<J: JournalSource> SlaveConn<J> {
         Ok(())
     }
 
+    /// A new dump epoch (the relay full-synced from the old master) invalidates every session of
+    /// an earlier one: the slave's data does not continue into the new epoch. Closing makes it
+    /// reconnect; its position is then before the epoch's start and it full-syncs.
+    fn check_epoch(&self) -> Result<(), String> {
+        let now = self.shared.journal.synced().epoch;
+        match self.dbs.iter().find(|(_, db)| db.epoch != now) {
+            Some((t, db)) => Err(format!(
+                "the relay took a new full sync from the old master (epoch {now}); {t} of this slave follows epoch {}, so it must full-sync",
+                db.epoch
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Sends what the journal has for streaming DBs, within their windows. Returns whether more
     /// could be sent right away.
     async fn pump(&mut self) -> Result<bool, String> {
+        self.check_epoch()?;
         let cfg = self.shared.config.clone();
         let mut more = false;
         let tables: Vec<String> = self.dbs.keys().cloned().collect();

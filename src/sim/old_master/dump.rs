@@ -72,3 +72,120 @@ impl DumpDelivery for CopyDelivery {
         })
     }
 }
+
+/// Runs the real `rsync` client with a Pika 3.0 master's command lines (old spec §5.4) into the
+/// slave's (the relay's) port+3000, module `document_<ip>:<port>`, no auth: each type directory,
+/// then a `--delete` pass per type, then `info` last.
+#[derive(Debug, Clone, Default)]
+pub struct RsyncCliDelivery {
+    /// `--bwlimit` in KiB/s (Pika 3.0 sends 1048576).
+    pub bwlimit_kbps: u64,
+}
+
+fn run_rsync(args: &[String]) -> io::Result<()> {
+    let out = std::process::Command::new("rsync")
+        .args(args)
+        .output()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("run rsync (install the rsync package): {e}"),
+            )
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "rsync {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+impl DumpDelivery for RsyncCliDelivery {
+    fn deliver<'a>(
+        &'a self,
+        dump: &'a Path,
+        slave_ip: &'a str,
+        rsync_port: u16,
+        module: &'a str,
+    ) -> BoxFuture<'a, io::Result<()>> {
+        let (dump, ip, module) = (dump.to_path_buf(), slave_ip.to_string(), module.to_string());
+        let bw = if self.bwlimit_kbps == 0 {
+            1_048_576
+        } else {
+            self.bwlimit_kbps
+        };
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut types = Vec::new();
+                for e in std::fs::read_dir(&dump)? {
+                    let e = e?;
+                    if e.file_type()?.is_dir() {
+                        types.push(e.file_name().to_string_lossy().into_owned());
+                    }
+                }
+                types.sort();
+                let dest = |c: &str| format!("{ip}::{module}/{c}");
+                for t in &types {
+                    run_rsync(&[
+                        "-avP".into(),
+                        format!("--bwlimit={bw}"),
+                        format!("--port={rsync_port}"),
+                        format!("{}/", dump.join(t).display()),
+                        format!("{}/", dest(t)),
+                    ])?;
+                }
+                for t in &types {
+                    run_rsync(&[
+                        "-avP".into(),
+                        "--delete".into(),
+                        format!("--port={rsync_port}"),
+                        format!("{}/", dump.join(t).display()),
+                        format!("{}/", dest(t)),
+                    ])?;
+                }
+                run_rsync(&[
+                    "-avP".into(),
+                    format!("--bwlimit={bw}"),
+                    format!("--port={rsync_port}"),
+                    dump.join("info").display().to_string(),
+                    dest("info"),
+                ])
+            })
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?
+        })
+    }
+}
+
+/// Pushes with the relay's embedded rsync sender (same order and module as
+/// [`RsyncCliDelivery`]), for `demo` on machines without the rsync package.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedRsyncDelivery;
+
+impl DumpDelivery for EmbeddedRsyncDelivery {
+    fn deliver<'a>(
+        &'a self,
+        dump: &'a Path,
+        slave_ip: &'a str,
+        rsync_port: u16,
+        module: &'a str,
+    ) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            use crate::rsync::sender::{push_dump, SenderConfig};
+            let ip: std::net::IpAddr = slave_ip.parse().map_err(|_| {
+                io::Error::other(format!("slave ip {slave_ip:?} is not an address"))
+            })?;
+            let mut cfg = SenderConfig::pika(std::net::SocketAddr::new(ip, rsync_port), "");
+            cfg.module = module.to_string();
+            cfg.user = None;
+            cfg.password = None;
+            push_dump(&cfg, dump, "")
+                .await
+                .map(|_| ())
+                .map_err(|e| io::Error::other(e.to_string()))
+        })
+    }
+}

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::sim::keyspace::{Keyspace, Value};
 pub use binlog::{Binlog, Flavor};
-pub use dump::{CopyDelivery, DumpDelivery};
+pub use dump::{CopyDelivery, DumpDelivery, EmbeddedRsyncDelivery, RsyncCliDelivery};
 
 use crate::formats::resp::{Argv, Reply};
 use crate::formats::BinlogPos;

@@ -1,0 +1,73 @@
+//! The embedded rsync receiver on R+3000 as the upstream session's [`FullSyncReceiver`]: the old
+//! master pushes its dump into module `document_<ip>:<port>` (no auth, as 2.3/3.0 masters do);
+//! the session waits for the `info` file, which the master sends last.
+
+use crate::rsync::receiver::{Receiver, TransferEvent};
+use crate::upstream::fullsync::{BoxFuture, FullSyncReceiver};
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tracing::info;
+
+/// The receiver, shared with the session.
+pub struct RsyncFullSync {
+    receiver: Mutex<Receiver>,
+    staging: PathBuf,
+}
+
+impl RsyncFullSync {
+    /// Wraps a started receiver whose staging root is `staging`.
+    pub fn new(receiver: Receiver, staging: PathBuf) -> Self {
+        RsyncFullSync {
+            receiver: Mutex::new(receiver),
+            staging,
+        }
+    }
+}
+
+impl FullSyncReceiver for RsyncFullSync {
+    fn prepare<'a>(&'a self, module: &'a str) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            let dir = self.staging.join(module);
+            // A stale `info` from an earlier, abandoned transfer must not be taken for a new dump.
+            match tokio::fs::remove_file(dir.join("info")).await {
+                Ok(()) => info!(
+                    "full sync: removed a stale info file from {}",
+                    dir.display()
+                ),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let mut r = self.receiver.lock().await;
+            while r.events.try_recv().is_ok() {}
+            Ok(())
+        })
+    }
+
+    fn wait_for_dump<'a>(
+        &'a self,
+        module: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, io::Result<PathBuf>> {
+        Box::pin(async move {
+            let mut r = self.receiver.lock().await;
+            let ev: Option<TransferEvent> = r.wait_for_file(module, "info", timeout).await;
+            match ev {
+                Some(ev) => {
+                    info!(
+                        "full sync: dump for {module} complete from {} ({} bytes in the last connection)",
+                        ev.peer, ev.bytes
+                    );
+                    Ok(ev.module_root)
+                }
+                None => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no dump arrived in module {module} within {timeout:?}: check that the master can reach the relay's port+3000"
+                    ),
+                )),
+            }
+        })
+    }
+}

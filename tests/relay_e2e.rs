@@ -1,0 +1,184 @@
+//! The whole relay, as `Relay::start` runs it, between an old-master double (3.0.16 behaviour,
+//! pushing its dump with the real `rsync` client into the relay's R+3000) and new-slave doubles
+//! (real `rsync --daemon` on their port+1000): full sync upstream, full sync and incremental
+//! downstream, a slave joining later, a 3.3-protocol slave, and a relay restart in the middle.
+
+#[path = "support/net.rs"]
+mod net;
+
+use pika_relay::config::Config;
+use pika_relay::relay::{Relay, RelayHandle, Tuning};
+use pika_relay::sim::new_slave::{DbState, NewSlave, NewSlaveConfig, SlaveVersion};
+use pika_relay::sim::old_master::{
+    unix_now, Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
+};
+use pika_relay::sim::workload;
+use pika_relay::upstream::Timings;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const T: Duration = Duration::from_secs(60);
+
+async fn start_relay(master: &OldMaster, port: u16, data: &std::path::Path) -> RelayHandle {
+    let mut cfg = Config::default();
+    cfg.upstream.master = master.addr().to_string();
+    cfg.relay.port = port;
+    cfg.relay.bind = "127.0.0.1".parse().unwrap();
+    cfg.relay.advertise_ip = "127.0.0.1".into();
+    cfg.relay.data_dir = data.to_path_buf();
+    cfg.metrics.listen = "127.0.0.1:0".into();
+    let tuning = Tuning {
+        upstream_timings: Some(Timings::fast()),
+        purge_interval: Some(Duration::from_millis(500)),
+    };
+    Relay::start_tuned(cfg, tuning).await.expect("relay starts")
+}
+
+fn write_round(m: &OldMaster, tag: &str) {
+    for c in workload::every_type(tag) {
+        m.write(&c).unwrap_or_else(|e| panic!("{tag}: {e}"));
+    }
+}
+
+async fn slave(port: u16, dir: &std::path::Path, relay_port: u16, v: SlaveVersion) -> NewSlave {
+    let mut cfg = NewSlaveConfig::new(
+        format!("127.0.0.1:{relay_port}").parse().unwrap(),
+        port,
+        dir.to_path_buf(),
+    );
+    cfg.version = v;
+    cfg.reconnect_delay = Duration::from_millis(300);
+    NewSlave::start(cfg).await.unwrap()
+}
+
+async fn converged(m: &OldMaster, relay: &RelayHandle, s: &NewSlave, name: &str) {
+    let want_lines = m.keyspace().lines(unix_now());
+    let r = tokio::time::timeout(T, async {
+        loop {
+            let end = relay.status().journal_end;
+            let v = s.view();
+            if v.state == DbState::Connected
+                && v.producer == end
+                && s.lines(unix_now()) == want_lines
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if r.is_err() {
+        let got = s.lines(unix_now());
+        let missing: Vec<_> = want_lines
+            .iter()
+            .filter(|l| !got.contains(l))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = got
+            .iter()
+            .filter(|l| !want_lines.contains(l))
+            .take(5)
+            .collect();
+        panic!(
+            "{name} did not converge: {:?}; relay {:?}; missing {missing:?}; extra {extra:?}",
+            s.view(),
+            relay.status().journal_end
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_master_through_the_relay_to_new_slaves_with_a_restart() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .try_init();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.path().join("master-dumps"));
+    mcfg.timings = MasterTimings::fast();
+    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+    let master = OldMaster::start(mcfg).await.unwrap();
+    write_round(&master, "w1");
+
+    let port = net::free_base(&[1000, 2000, 3000]);
+    let data = tmp.path().join("relay");
+    let relay = start_relay(&master, port, &data).await;
+
+    // A fresh relay full-syncs from the master, then streams.
+    let s1 = slave(
+        net::free_base(&[1000]),
+        &tmp.path().join("s1"),
+        port,
+        SlaveVersion::V32,
+    )
+    .await;
+    write_round(&master, "w2");
+    converged(&master, &relay, &s1, "s1").await;
+    assert_eq!(s1.view().full_syncs, 1, "s1 loaded the relay's dump");
+    let st = relay.status();
+    assert_eq!(st.epoch, 1, "one upstream full sync");
+    assert!(st.upstream.link_up, "{:?}", st.upstream);
+    assert_eq!(
+        st.upstream.position,
+        master.producer(),
+        "relay holds the master's position"
+    );
+
+    // A slave joining later, speaking the 3.3 protocol.
+    let s2 = slave(
+        net::free_base(&[1000]),
+        &tmp.path().join("s2"),
+        port,
+        SlaveVersion::V33,
+    )
+    .await;
+    write_round(&master, "w3");
+    converged(&master, &relay, &s2, "s2").await;
+    converged(&master, &relay, &s1, "s1").await;
+
+    // INFO over port R as redis-cli asks it, and /metrics.
+    let mut c = tokio::net::TcpStream::connect(relay.ports.admin)
+        .await
+        .unwrap();
+    c.write_all(b"*2\r\n$4\r\ninfo\r\n$11\r\nreplication\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 16384];
+    let n = c.read(&mut buf).await.unwrap();
+    let info = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(info.contains("master_link_status:up"), "{info}");
+    assert!(info.contains("connected_slaves:2"), "{info}");
+    assert_eq!(
+        info.matches("lag=(db0:0),lag_entries=0").count(),
+        2,
+        "{info}"
+    );
+    let mut m = tokio::net::TcpStream::connect(relay.ports.metrics.unwrap())
+        .await
+        .unwrap();
+    m.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    m.read_to_string(&mut text).await.unwrap();
+    assert!(text.contains("pika_relay_slaves 2"), "{text}");
+
+    // Restart the relay on the same data dir while the master keeps writing: it resumes trysync
+    // from its journal (no new full sync), and the slaves resume from their positions.
+    relay.shutdown().await.expect("clean shutdown");
+    write_round(&master, "w4");
+    let relay = start_relay(&master, port, &data).await;
+    write_round(&master, "w5");
+    converged(&master, &relay, &s1, "s1 after restart").await;
+    converged(&master, &relay, &s2, "s2 after restart").await;
+    assert_eq!(
+        relay.status().epoch,
+        1,
+        "no second upstream full sync after a restart"
+    );
+    assert_eq!(s1.view().full_syncs, 1, "s1 resumed incrementally");
+    assert_eq!(s2.view().full_syncs, 1, "s2 resumed incrementally");
+    relay.shutdown().await.unwrap();
+    s1.stop().await;
+    s2.stop().await;
+    master.shutdown();
+}
