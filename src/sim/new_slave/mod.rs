@@ -229,6 +229,11 @@ impl NewSlave {
         self.keyspace.lock().unwrap().lines(now)
     }
 
+    /// Whether it holds `key` (any type, live at `now`).
+    pub fn has_key(&self, key: &[u8], now: u64) -> bool {
+        self.keyspace.lock().unwrap().contains(key, now)
+    }
+
     /// A copy of its keyspace.
     pub fn keyspace(&self) -> Keyspace {
         self.keyspace.lock().unwrap().clone()
