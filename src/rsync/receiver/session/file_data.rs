@@ -7,10 +7,12 @@ use super::Session;
 use crate::rsync::checksum::FileSum;
 use crate::rsync::error::{ProtoError, Result};
 use crate::rsync::flist::FileEntry;
+use crate::rsync::mux::Control;
 use crate::rsync::token::{decode_token, Token};
 use crate::rsync::wire::take;
 
-/// Literal data is written to disk in pieces of this size.
+/// Literal data is written to disk in pieces of this size (two buffers: one being filled
+/// straight from the socket while the other is written by a blocking thread).
 const WRITE_CHUNK: usize = 1 << 20;
 
 impl Session<'_> {
@@ -38,23 +40,24 @@ impl Session<'_> {
             }
             let mut left = n;
             while left > 0 {
-                if self.rd.data().is_empty() {
-                    self.rd.fill_more().await?;
+                let start = buf.len();
+                let room = WRITE_CHUNK - start;
+                let k = self.rd.read_data_into(&mut buf, left.min(room)).await?;
+                if k == 0 {
+                    self.peer_gave_up()?;
+                    continue;
                 }
-                let k = left.min(self.rd.data().len());
-                let chunk = &self.rd.data()[..k];
-                sum.update(chunk);
-                buf.extend_from_slice(chunk);
-                self.rd.consume(k);
+                sum.update(&buf[start..]);
                 left -= k;
                 if buf.len() >= WRITE_CHUNK {
-                    w.write(&buf).await?;
-                    buf.clear();
+                    buf = w.write(buf).await?;
                     self.progress.tick();
                 }
             }
         }
-        w.write(&buf).await?;
+        if !buf.is_empty() {
+            w.write(buf).await?;
+        }
         let sum_len = self.setup.xfer_sum.digest_len();
         let theirs = self
             .rd
@@ -72,5 +75,20 @@ impl Session<'_> {
         self.progress.files += 1;
         self.progress.tick();
         Ok(true)
+    }
+
+    /// Stop if the client announced its exit while we wait for file data (other control
+    /// messages stay queued for the next record boundary).
+    fn peer_gave_up(&self) -> Result<()> {
+        match self.rd.controls.iter().find_map(|c| match c {
+            Control::ErrorExit(code) => Some(*code),
+            _ => None,
+        }) {
+            Some(code) => Err(ProtoError::Peer(format!(
+                "client aborted (exit code {})",
+                code.unwrap_or(-1)
+            ))),
+            None => Ok(()),
+        }
     }
 }
