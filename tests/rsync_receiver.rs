@@ -4,6 +4,7 @@ mod rsync_support;
 
 use std::time::Duration;
 
+use pika_relay::rsync::checksum::ChecksumKind;
 use pika_relay::rsync::receiver::{Limits, ModuleSpec};
 use rsync_support::*;
 
@@ -249,7 +250,13 @@ async fn forced_protocol_30() {
     )
     .await;
     assert_ok(&o, "--protocol=30");
-    assert!(r.event().await.result.is_ok());
+    let ev = r.event().await;
+    assert!(ev.result.is_ok(), "{ev:?}");
+    assert_eq!(
+        ev.checksum,
+        ChecksumKind::Md5,
+        "protocol 30 has no checksum negotiation: MD5"
+    );
     assert_same_tree(
         &src.path().join("strings"),
         &r.module_root("document").join("db0/strings"),
@@ -296,4 +303,109 @@ async fn changed_file_is_resent_and_replaced() {
         &src.path().join("sets"),
         &r.module_root("document_x").join("sets"),
     );
+}
+
+/// A stock 3.2+ client at protocol 31 offers `v`: we set CF_VARINT_FLIST_FLAGS, exchange
+/// checksum lists and both ends use xxh128 (varint file-list flags, 16-byte XXH3-128 sums).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_client_negotiates_xxh128() {
+    let mut r = start_receiver(
+        vec![ModuleSpec::with_auth("document", "rsync_user", "default")],
+        Limits::default(),
+    )
+    .await;
+    let src = tempfile::tempdir().unwrap();
+    make_dump(src.path(), 3);
+    let pw = password_file(src.path(), "default");
+    let (port, pwf) = (
+        format!("--port={}", r.port),
+        format!("--password-file={}", pw.display()),
+    );
+    let o = run_rsync(
+        &s(&[
+            "-avP",
+            "--debug=NSTR",
+            "--bwlimit=1048576",
+            &pwf,
+            &port,
+            &format!("{}/strings/", src.path().display()),
+            "rsync_user@127.0.0.1::document/db0/strings/",
+        ]),
+        60,
+    )
+    .await;
+    assert_ok(&o, "default client");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Client negotiated checksum: xxh128"),
+        "the client side must report the negotiation:\n{out}"
+    );
+    let ev = r.event().await;
+    assert!(ev.result.is_ok(), "{ev:?}");
+    assert_eq!(ev.checksum, ChecksumKind::Xxh128);
+    assert!(ev.bytes > 3 << 20, "{ev:?}");
+    assert_same_tree(
+        &src.path().join("strings"),
+        &r.module_root("document").join("db0/strings"),
+    );
+
+    // A fixed --checksum-choice skips the list exchange; xxh64 sums are 8 bytes, in the
+    // file list too (-c) and after each file's data.
+    let o = run_rsync(
+        &s(&[
+            "-ac",
+            "--checksum-choice=xxh64",
+            &pwf,
+            &port,
+            &format!("{}/hashes/", src.path().display()),
+            "rsync_user@127.0.0.1::document/db0/hashes/",
+        ]),
+        60,
+    )
+    .await;
+    assert_ok(&o, "--checksum-choice=xxh64 -c");
+    let ev = r.event().await;
+    assert!(ev.result.is_ok(), "{ev:?}");
+    assert_eq!(ev.checksum, ChecksumKind::Xxh64);
+    assert_same_tree(
+        &src.path().join("hashes"),
+        &r.module_root("document").join("db0/hashes"),
+    );
+
+    // A client that only offers sums we lack fails (as against a stock daemon: exit code 4);
+    // the listener keeps serving.
+    let mut cmd = tokio::process::Command::new(rsync_bin());
+    let o = cmd
+        .args(s(&[
+            "-a",
+            &pwf,
+            &port,
+            &format!("{}/lists/", src.path().display()),
+            "rsync_user@127.0.0.1::document/db0/lists/",
+        ]))
+        .env("RSYNC_CHECKSUM_LIST", "sha1 md4")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("Failed to negotiate a checksum choice"),
+        "{err}"
+    );
+    let o = run_rsync(
+        &s(&[
+            "-a",
+            &pwf,
+            &port,
+            &format!("{}/lists/", src.path().display()),
+            "rsync_user@127.0.0.1::document/db0/lists/",
+        ]),
+        60,
+    )
+    .await;
+    assert_ok(&o, "after a failed negotiation");
+    assert_eq!(r.event().await.checksum, ChecksumKind::Xxh128);
+    std::fs::remove_file(&pw).unwrap();
 }

@@ -4,6 +4,7 @@
 //! --delete] --partial . <module>/<path>`) plus options that do not change the stream
 //! layout, and refuse everything else by name.
 
+use super::checksum::{parse_checksum_choice, ChecksumKind};
 use super::error::{ProtoError, Result};
 
 /// Most arguments accepted in one list.
@@ -48,6 +49,8 @@ pub struct ServerArgs {
     pub client_info: String,
     /// `--bwlimit` value as sent (informational).
     pub bwlimit: Option<String>,
+    /// `--checksum-choice=X[,Y]`: fixed (transfer, file-list) sums, no negotiation.
+    pub checksum_choice: Option<(ChecksumKind, ChecksumKind)>,
     /// File arguments after the `.` separator (for a push: the destination).
     pub paths: Vec<String>,
 }
@@ -160,7 +163,10 @@ impl ServerArgs {
             ("no-specials", None) => self.specials = false,
             ("no-devices", None) => self.devices = false,
             ("bwlimit", Some(v)) => self.bwlimit = Some(v.to_string()),
-            ("checksum-choice", Some(v)) if v == "md5" || v == "md5,md5" || v == "auto" => {}
+            ("checksum-choice", Some(v)) => {
+                self.checksum_choice = parse_checksum_choice(v)
+                    .map_err(|n| refuse(&format!("--checksum-choice={n}")))?;
+            }
             (n, None) if DELETE_LONG.contains(&n) => self.delete = true,
             (n, None) if HARMLESS_LONG.contains(&n) => {}
             (n, Some(_)) if HARMLESS_VALUED.contains(&n) => {}
@@ -326,7 +332,8 @@ mod tests {
             ("--inplace", "--inplace"),
             ("--delay-updates", "--delay-updates"),
             ("-rQe.", "-Q"),
-            ("--checksum-choice=xxh128", "--checksum-choice"),
+            ("--checksum-choice=sha1", "--checksum-choice=sha1"),
+            ("--checksum-choice=md5,md4", "--checksum-choice=md4"),
         ] {
             let e = parse_server_args(&v(&["--server", arg, ".", "d/"]))
                 .unwrap_err()

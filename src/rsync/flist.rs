@@ -1,4 +1,5 @@
-//! File-list entries (no varint flags, no incremental recursion: compat flags 0).
+//! File-list entries (no incremental recursion; flags as a byte/short, or as a varint when
+//! `CF_VARINT_FLIST_FLAGS` was set).
 
 use super::error::{ProtoError, Result};
 use super::wire::{
@@ -59,8 +60,8 @@ pub struct FileEntry {
     pub flags: u16,
     /// Symlink target, when `-l` and the entry is a symlink.
     pub link_target: Option<Vec<u8>>,
-    /// Whole-file checksum, when `-c`.
-    pub checksum: Option<[u8; 16]>,
+    /// Whole-file checksum, when `-c` ([`FlistOptions::checksum_len`] bytes).
+    pub checksum: Option<Vec<u8>>,
 }
 
 impl FileEntry {
@@ -95,6 +96,11 @@ pub struct FlistOptions {
     pub links: bool,
     /// `-c`.
     pub checksum: bool,
+    /// Length of the `-c` sums (16 for MD5/xxh128, 8 for xxh3/xxh64).
+    pub checksum_len: usize,
+    /// `CF_VARINT_FLIST_FLAGS`: flags are one varint and the list ends with varint 0 plus
+    /// a varint io_error.
+    pub varint_flags: bool,
 }
 
 /// One decoded item of the file list.
@@ -160,19 +166,36 @@ impl FlistDecoder {
     /// Decode the next item. On `Incomplete` neither the cursor nor the state moves.
     pub fn decode(&mut self, buf: &mut &[u8]) -> Result<FlistItem> {
         let mut c = *buf;
-        let mut flags = u16::from(get_u8(&mut c)?);
-        if flags == 0 {
-            *buf = c;
-            return Ok(FlistItem::End);
-        }
-        if flags & xmit::EXTENDED_FLAGS != 0 {
-            flags |= u16::from(get_u8(&mut c)?) << 8;
-        }
-        if self.opts.protocol >= 31 && flags == xmit::EXTENDED_FLAGS | xmit::IO_ERROR_ENDLIST {
-            let err = get_varint(&mut c)?;
-            *buf = c;
-            return Ok(FlistItem::EndWithIoError(err));
-        }
+        let flags = if self.opts.varint_flags {
+            let f = get_varint(&mut c)?;
+            if f == 0 {
+                let err = get_varint(&mut c)?;
+                *buf = c;
+                return Ok(if err == 0 {
+                    FlistItem::End
+                } else {
+                    FlistItem::EndWithIoError(err)
+                });
+            }
+            u16::try_from(f).map_err(|_| {
+                ProtoError::Unsupported(format!("file-list flags {f:#x} (crtimes?)"))
+            })?
+        } else {
+            let mut flags = u16::from(get_u8(&mut c)?);
+            if flags == 0 {
+                *buf = c;
+                return Ok(FlistItem::End);
+            }
+            if flags & xmit::EXTENDED_FLAGS != 0 {
+                flags |= u16::from(get_u8(&mut c)?) << 8;
+            }
+            if self.opts.protocol >= 31 && flags == xmit::EXTENDED_FLAGS | xmit::IO_ERROR_ENDLIST {
+                let err = get_varint(&mut c)?;
+                *buf = c;
+                return Ok(FlistItem::EndWithIoError(err));
+            }
+            flags
+        };
         if flags & (xmit::HLINKED | xmit::SAME_ATIME) != 0 {
             return Err(ProtoError::Unsupported(format!(
                 "file-list flags {flags:#06x} (hard links/atimes)"
@@ -254,9 +277,7 @@ impl FlistDecoder {
             None
         };
         let checksum = if self.opts.checksum && ftype == mode::IFREG {
-            let mut s = [0u8; 16];
-            s.copy_from_slice(take(&mut c, 16)?);
-            Some(s)
+            Some(take(&mut c, self.opts.checksum_len)?.to_vec())
         } else {
             None
         };

@@ -9,14 +9,17 @@
 //! - [`handshake`]: greetings, version negotiation, module line, MD5 challenge auth.
 //! - [`args`]: the `--server` argument list.
 //! - [`flist`]: file-list entries; [`sort`]: rsync's file-name order.
-//! - [`token`]: literal data tokens and the whole-file checksum.
+//! - [`token`]: literal data tokens; [`checksum`]: the whole-file checksum and its negotiation.
 //! - [`receiver`]: the tokio listener (`serve`) and its per-connection session.
 //! - [`sender`]: `push_path` / `push_dump` into a stock rsync daemon.
 //!
-//! We speak protocol 31 (and 30) with compat flags 0: no incremental recursion, no varint
-//! flags, MD5 whole-file sums, MD5 daemon auth. See `shared/spec/rsync-receiver.md`.
+//! We speak protocol 31 (and 30) without incremental recursion and with MD5 daemon auth.
+//! The receiver sets one compat flag, `CF_VARINT_FLIST_FLAGS`, for protocol-31 clients that
+//! offer it (`v`), and then negotiates the whole-file checksum (xxh128 with stock 3.2+
+//! clients); everyone else gets compat flags 0 and MD5. See `shared/spec/rsync-receiver.md`.
 
 pub mod args;
+pub mod checksum;
 pub mod error;
 pub mod flist;
 pub mod handshake;

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::error::{ProtoError, Result};
@@ -33,6 +33,9 @@ pub mod tag {
 pub const MAX_FRAME: usize = 0xFF_FFFF;
 /// Largest text message we accept from a peer.
 pub const MAX_TEXT: usize = 8 * 1024;
+/// [`MuxReader::read_data_into`] reads from the socket directly into the caller's buffer
+/// when at least this much is wanted and nothing is buffered.
+const DIRECT_READ_MIN: usize = 16 * 1024;
 
 /// Encode a frame header.
 pub fn encode_header(tag: u8, len: usize) -> [u8; 4] {
@@ -168,21 +171,29 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
     /// Read and process frames until at least one more data byte is buffered or a control
     /// message was queued.
     pub async fn fill_more(&mut self) -> Result<()> {
-        let before = self.data.len();
-        loop {
-            if self.frame_left > 0 {
-                if self.raw.is_empty() {
-                    self.read_raw().await?;
-                }
-                let n = self.frame_left.min(self.raw.len());
-                self.data.extend_from_slice(&self.raw[..n]);
-                self.raw.advance(n);
-                self.frame_left -= n;
-                if self.data.len() > before {
-                    return Ok(());
-                }
-                continue;
-            }
+        self.fill_more_upto(usize::MAX).await
+    }
+
+    /// As [`fill_more`](Self::fill_more), moving at most `limit` (>= 1) data bytes into the
+    /// buffer; the rest stays in the raw buffer for [`read_data_into`](Self::read_data_into).
+    async fn fill_more_upto(&mut self, limit: usize) -> Result<()> {
+        if !self.next_data_frame().await? {
+            return Ok(());
+        }
+        if self.raw.is_empty() {
+            self.read_raw().await?;
+        }
+        let n = self.frame_left.min(self.raw.len()).min(limit.max(1));
+        self.data.extend_from_slice(&self.raw[..n]);
+        self.raw.advance(n);
+        self.frame_left -= n;
+        Ok(())
+    }
+
+    /// Make sure a data frame is open (`true`), processing frame headers and control
+    /// messages; `false` when a control message was queued instead.
+    async fn next_data_frame(&mut self) -> Result<bool> {
+        while self.frame_left == 0 {
             while self.raw.len() < 4 {
                 self.read_raw().await?;
             }
@@ -202,9 +213,51 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
             self.raw.advance(4 + len);
             if let Some(c) = decode_control(t, &payload)? {
                 self.controls.push_back(c);
-                return Ok(());
+                return Ok(false);
             }
         }
+        Ok(true)
+    }
+
+    /// Append up to `max` bytes of the data stream to `out`, reading large pieces straight
+    /// from the socket into `out`'s spare capacity (no intermediate copy). Returns the number
+    /// appended; 0 means a control message was queued (check [`controls`](Self::controls)).
+    pub async fn read_data_into(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize> {
+        if !self.data.is_empty() {
+            let k = max.min(self.data.len());
+            out.extend_from_slice(&self.data[..k]);
+            self.data.advance(k);
+            return Ok(k);
+        }
+        if max == 0 || !self.next_data_frame().await? {
+            return Ok(0);
+        }
+        let want = max.min(self.frame_left);
+        if self.raw.is_empty() && want >= DIRECT_READ_MIN {
+            out.reserve(want);
+            let mut dst = (&mut *out).limit(want);
+            let read = self.inner.read_buf(&mut dst);
+            let n = match self.idle_timeout {
+                Some(t) => tokio::time::timeout(t, read)
+                    .await
+                    .map_err(|_| ProtoError::Timeout("waiting for the peer"))??,
+                None => read.await?,
+            };
+            if n == 0 {
+                return Err(ProtoError::Eof("mid-stream"));
+            }
+            self.raw_bytes += n as u64;
+            self.frame_left -= n;
+            return Ok(n);
+        }
+        if self.raw.is_empty() {
+            self.read_raw().await?;
+        }
+        let k = want.min(self.raw.len());
+        out.extend_from_slice(&self.raw[..k]);
+        self.raw.advance(k);
+        self.frame_left -= k;
+        Ok(k)
     }
 
     /// Ensure at least `n` data bytes are buffered.
@@ -234,7 +287,9 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
                     if self.data.len() >= max {
                         return Err(ProtoError::Limit(format!("record longer than {max} bytes")));
                     }
-                    self.fill_more().await?;
+                    // Never buffer past the record: bulk data stays in `raw` for
+                    // read_data_into.
+                    self.fill_more_upto(max - self.data.len()).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -301,6 +356,41 @@ mod tests {
         assert_eq!(r.data(), &[5, 6]);
         r.consume(2);
         assert!(matches!(r.fill(1).await, Err(ProtoError::Eof(_))));
+    }
+
+    #[tokio::test]
+    async fn bulk_reads_bypass_the_buffer_and_respect_frames() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = vec![];
+        push_frame(&mut w, tag::DATA, &[9, 9, 9, 9]);
+        push_frame(&mut w, tag::DATA, &payload[..40_000]);
+        push_frame(&mut w, tag::INFO, b"hi");
+        push_frame(&mut w, tag::DATA, &payload[40_000..]);
+        push_frame(&mut w, tag::DATA, &[7]);
+        // A reader that hands out at most 20 000 bytes per read, so direct reads happen.
+        let (client, mut server) = tokio::io::duplex(20_000);
+        let feed = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            server.write_all(&w).await.unwrap();
+        });
+        let mut r = MuxReader::new(client, &[]);
+        // A small record is decoded without pulling bulk data into the buffer.
+        assert_eq!(r.read_i32().await.unwrap(), 0x0909_0909);
+        assert!(r.data().is_empty());
+        let mut out = Vec::with_capacity(1 << 20);
+        while out.len() < payload.len() {
+            let want = (payload.len() - out.len()).min(30_000);
+            let n = r.read_data_into(&mut out, want).await.unwrap();
+            assert!(n <= want);
+        }
+        assert_eq!(out, payload);
+        assert_eq!(
+            r.controls.pop_front(),
+            Some(Control::Text(tag::INFO, "hi".into()))
+        );
+        r.fill(1).await.unwrap();
+        assert_eq!(r.data(), &[7]);
+        feed.await.unwrap();
     }
 
     #[tokio::test]

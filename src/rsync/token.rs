@@ -1,7 +1,5 @@
-//! File data tokens (literal data only: we never hold a basis file) and the whole-file
-//! checksum that follows them.
-
-use md5::{Digest, Md5};
+//! File data tokens (literal data only: we never hold a basis file). The whole-file
+//! checksum that follows them is in [`checksum`](super::checksum).
 
 use super::error::{ProtoError, Result};
 use super::wire::{get_i32, put_i32};
@@ -10,8 +8,6 @@ use super::wire::{get_i32, put_i32};
 pub const CHUNK: usize = 32 * 1024;
 /// Largest literal token we accept.
 pub const MAX_TOKEN: usize = 1 << 20;
-/// Length of the whole-file checksum at protocol 30/31 (MD5).
-pub const SUM_LEN: usize = 16;
 
 /// One token header of the data stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,36 +54,10 @@ pub fn encode_end(out: &mut Vec<u8>) {
 /// the sender echoes: count, block length, checksum2 length, remainder.
 pub const EMPTY_SUM_HEAD: [u8; 16] = [0; 16];
 
-/// The whole-file checksum.
-///
-/// At protocol 30 and 31 without checksum negotiation (our mode) it is plain MD5 of the
-/// file's bytes; the checksum seed is *not* mixed in. Protocols below 30 (MD4 with the seed
-/// as prefix) are not supported.
-pub struct FileSum(Md5);
-
-impl FileSum {
-    /// A new checksum for `protocol`; `_seed` is accepted for symmetry (unused at >= 30).
-    pub fn new(protocol: u32, _seed: i32) -> Result<Self> {
-        if protocol < 30 {
-            return Err(ProtoError::Unsupported(format!(
-                "whole-file checksum for protocol {protocol}"
-            )));
-        }
-        Ok(FileSum(Md5::new()))
-    }
-    /// Feed bytes.
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
-    }
-    /// The 16-byte digest.
-    pub fn finish(self) -> [u8; SUM_LEN] {
-        self.0.finalize().into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rsync::checksum::{ChecksumKind, FileSum};
 
     #[test]
     fn capture_01_tokens_and_sum() {
@@ -98,12 +68,9 @@ mod tests {
             out,
             [6, 0, 0, 0, b'h', b'e', b'l', b'l', b'o', b'\n', 0, 0, 0, 0]
         );
-        let mut s = FileSum::new(31, 0x12345678).unwrap();
+        let mut s = FileSum::new(31, ChecksumKind::Md5).unwrap();
         s.update(b"hello\n");
         assert_eq!(s.finish()[..4], [0xb1, 0x94, 0x6a, 0xc9]);
-        let empty = FileSum::new(30, 1).unwrap().finish();
-        assert_eq!(empty[..4], [0xd4, 0x1d, 0x8c, 0xd9]);
-        assert!(FileSum::new(29, 0).is_err());
     }
 
     #[test]

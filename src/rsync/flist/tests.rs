@@ -17,6 +17,8 @@ fn pika_opts(protocol: u32) -> FlistOptions {
         specials: true,
         links: true,
         checksum: false,
+        checksum_len: 16,
+        varint_flags: false,
     }
 }
 
@@ -97,6 +99,46 @@ fn unsafe_names() {
     }
     for good in [&b"."[..], b"a", b"a/b", b"..a", b"a..", "é/ü".as_bytes()] {
         assert!(validate_name(good).is_ok());
+    }
+}
+
+#[test]
+fn capture_20_varint_flags_list() {
+    // Capture 20 (stock 3.5.0 pair, compat 0x1ff): the first file-list frame's payload.
+    // Flags are varints (`8c 01` = 0x0c01), and the list ends with varint 0 + io_error 0.
+    let b = hex("8c01012e00001065257d93ed4100000004726f6f740004726f6f74809805622e747874000800a4810000809803737562000010ed410000809805612e747874000600a48100000000");
+    let opts = FlistOptions {
+        varint_flags: true,
+        ..pika_opts(31)
+    };
+    let (v, end, used) = decode_all(opts, &b);
+    assert_eq!(end, FlistItem::End);
+    assert_eq!(used, b.len());
+    let names: Vec<&[u8]> = v.iter().map(|e| &e.name[..]).collect();
+    assert_eq!(names, [&b"."[..], b"b.txt", b"sub", b"a.txt"]);
+    assert_eq!(v[0].flags, 0x0c01);
+    assert_eq!((v[1].size, v[3].size), (8, 6));
+    assert!(v[2].is_dir() && v[1].is_file());
+    assert_eq!(v[1].mtime, v[0].mtime);
+    // The end marker with an io_error, and flags beyond 16 bits (crtimes) are refused.
+    let mut d = FlistDecoder::new(opts);
+    assert_eq!(
+        d.decode(&mut &[0u8, 5][..]).unwrap(),
+        FlistItem::EndWithIoError(5)
+    );
+    assert!(d.decode(&mut &[0xc2u8, 0, 0, 0][..]).is_err());
+    // The same flags byte without varint mode means something else entirely.
+    let mut d = FlistDecoder::new(pika_opts(31));
+    assert!(decode_all_checked(&mut d, &b).is_err());
+}
+
+fn decode_all_checked(d: &mut FlistDecoder, bytes: &[u8]) -> Result<()> {
+    let mut c = bytes;
+    while let FlistItem::Entry(_) = d.decode(&mut c)? {}
+    if c.is_empty() {
+        Ok(())
+    } else {
+        Err(ProtoError::invalid("trailing bytes"))
     }
 }
 

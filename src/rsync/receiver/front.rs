@@ -11,9 +11,16 @@ use tokio::net::TcpStream;
 
 use super::{session, ModuleSpec, Shared};
 use crate::rsync::args::{needs_second_list, parse_server_args, ServerArgs, MAX_ARGS, MAX_ARG_LEN};
+use crate::rsync::checksum::ChecksumKind;
 use crate::rsync::error::{ProtoError, Result};
 use crate::rsync::handshake::{self, ModuleRequest, MAX_LINE, PROTOCOL_MAX};
 use crate::rsync::outbox::{spawn_writer, Outbox};
+use crate::rsync::wire::{get_vstring, put_varint, put_vstring};
+
+/// `CF_VARINT_FLIST_FLAGS`: varint file-list flags and checksum negotiation.
+const CF_VARINT_FLIST_FLAGS: i32 = 0x80;
+/// Longest checksum list accepted from a client (rsync's own limit is 1024).
+const MAX_NSTR: usize = 1024;
 
 /// Buffered reads for the unmultiplexed phase.
 pub(super) struct LineReader {
@@ -59,6 +66,27 @@ impl LineReader {
         }))
     }
 
+    /// Read one vstring (still unmultiplexed).
+    async fn vstring(&mut self, max: usize) -> Result<Vec<u8>> {
+        loop {
+            let mut c = &self.buf[..];
+            match get_vstring(&mut c, max) {
+                Ok(s) => {
+                    let s = s.to_vec();
+                    let used = self.buf.len() - c.len();
+                    self.buf.advance(used);
+                    return Ok(s);
+                }
+                Err(ProtoError::Incomplete) => {
+                    if !self.more().await? {
+                        return Err(ProtoError::Eof("in the checksum negotiation"));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     async fn args(&mut self) -> Result<Vec<String>> {
         let mut v = vec![];
         loop {
@@ -82,6 +110,38 @@ pub(super) struct Accepted {
     pub protocol: u32,
     pub module: String,
     pub args: Result<ServerArgs>,
+    pub setup: Setup,
+}
+
+/// What protocol setup settled besides the version.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Setup {
+    /// `CF_VARINT_FLIST_FLAGS` was set: the file list uses varint flags.
+    pub varint_flags: bool,
+    /// Checksum of the file data (the sum after each file's tokens).
+    pub xfer_sum: ChecksumKind,
+    /// Checksum of `-c` file-list sums.
+    pub file_sum: ChecksumKind,
+    /// Whether `xfer_sum` was negotiated (as opposed to implied or `--checksum-choice`).
+    pub negotiated: bool,
+}
+
+impl Setup {
+    /// Compat flags for a client at `protocol` with these arguments: only
+    /// `CF_VARINT_FLIST_FLAGS`, and only for protocol 31 clients that offer `v` (so protocol
+    /// 30 and older 3.x clients keep the exact compat-0 stream with MD5).
+    fn for_client(protocol: u32, args: Option<&ServerArgs>) -> Setup {
+        let varint_flags = protocol >= 31 && args.is_some_and(|a| a.client_info.contains('v'));
+        let (xfer_sum, file_sum) = args
+            .and_then(|a| a.checksum_choice)
+            .unwrap_or((ChecksumKind::Md5, ChecksumKind::Md5));
+        Setup {
+            varint_flags,
+            xfer_sum,
+            file_sum,
+            negotiated: false,
+        }
+    }
 }
 
 enum Pre {
@@ -251,16 +311,50 @@ async fn handshake(
             .map_err(|_| ProtoError::Timeout("waiting for arguments"))??;
         argv.extend(second.into_iter().skip(1));
     }
-    let args = parse_server_args(&argv);
-    // Setup: compat flags 0 (one byte, also readable as varint) and the checksum seed.
+    let mut args = parse_server_args(&argv);
+    // Setup: compat flags (a varint; 0 is also the single byte older clients read), then,
+    // with CF_VARINT_FLIST_FLAGS and no --checksum-choice, both sides' checksum lists
+    // (neither side waits for the other's), then the checksum seed.
+    let mut setup = Setup::for_client(protocol, args.as_ref().ok());
+    let exchange = setup.varint_flags
+        && args
+            .as_ref()
+            .is_ok_and(|a: &ServerArgs| a.checksum_choice.is_none());
+    let mut bytes = vec![];
+    put_varint(
+        &mut bytes,
+        if setup.varint_flags {
+            CF_VARINT_FLIST_FLAGS
+        } else {
+            0
+        },
+    );
+    if exchange {
+        put_vstring(&mut bytes, ChecksumKind::offer_list().as_bytes());
+    }
     let seed: i32 = rand::random::<i32>() & 0x7FFF_FFFF;
-    let mut setup = vec![0u8];
-    setup.extend_from_slice(&seed.to_le_bytes());
-    out.send_raw(setup).await?;
+    bytes.extend_from_slice(&seed.to_le_bytes());
+    out.send_raw(bytes).await?;
+    if exchange {
+        let theirs = tokio::time::timeout(t, lr.vstring(MAX_NSTR))
+            .await
+            .map_err(|_| ProtoError::Timeout("waiting for the checksum list"))??;
+        let theirs = String::from_utf8_lossy(&theirs).into_owned();
+        match ChecksumKind::choose(&theirs) {
+            Ok(k) => {
+                setup.xfer_sum = k;
+                setup.file_sum = k;
+                setup.negotiated = true;
+            }
+            // Reported by the session, after multiplexing starts.
+            Err(e) => args = Err(e),
+        }
+    }
     Ok(Accepted {
         protocol,
         module,
         args,
+        setup,
     })
 }
 

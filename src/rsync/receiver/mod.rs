@@ -1,7 +1,7 @@
 //! The embedded rsync daemon receiver: a tokio listener that Pika masters push dumps into.
 //!
 //! Each module stores into `staging_root/<module name>/`. Files are written under a temp
-//! name and renamed once their MD5 matches. A broken or hostile client gets an error and one
+//! name and renamed once their whole-file checksum (MD5, or the negotiated xxh128) matches. A broken or hostile client gets an error and one
 //! log line; its partial files are removed and the listener keeps serving.
 //!
 //! ```no_run
@@ -153,6 +153,9 @@ pub struct TransferEvent {
     pub bytes: u64,
     /// Whether this was a `--delete` pass.
     pub delete_pass: bool,
+    /// The whole-file checksum used (negotiated `xxh128` with stock 3.2+ clients at
+    /// protocol 31; MD5 at protocol 30 and with clients that do not negotiate).
+    pub checksum: crate::rsync::checksum::ChecksumKind,
     /// `Ok` when the client's run completed cleanly, else the cause.
     pub result: Result<(), String>,
 }

@@ -7,13 +7,11 @@
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
-
-use tokio::io::AsyncWriteExt;
 
 use crate::rsync::error::{ProtoError, Result};
 use crate::rsync::flist::FileEntry;
@@ -60,18 +58,49 @@ fn bytes_path(name: &[u8]) -> &Path {
     Path::new(OsStr::from_bytes(name))
 }
 
-/// An open temp file being received.
+/// A write running on the blocking pool; it hands back the file and the emptied buffer.
+type Inflight = tokio::task::JoinHandle<(std::fs::File, Vec<u8>, std::io::Result<()>)>;
+
+/// An open temp file being received. Writes are double-buffered: [`FileWriter::write`]
+/// hands a full buffer to a blocking thread and returns the previous (emptied) one, so the
+/// next chunk is received and hashed while this one goes to the page cache.
 pub(super) struct FileWriter {
-    file: tokio::fs::File,
+    file: Option<std::fs::File>,
+    inflight: Option<Inflight>,
+    spare: Vec<u8>,
     tmp: PathBuf,
     /// Target, relative to the module root.
     pub rel: PathBuf,
 }
 
 impl FileWriter {
-    /// Append bytes.
-    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.file.write_all(data).await.map_err(ProtoError::Io)
+    /// Queue `buf` for appending; returns an empty buffer with at least its capacity.
+    pub async fn write(&mut self, buf: Vec<u8>) -> Result<Vec<u8>> {
+        let mut file = self.settle().await?;
+        let cap = buf.capacity();
+        self.inflight = Some(tokio::task::spawn_blocking(move || {
+            let r = file.write_all(&buf);
+            (file, buf, r)
+        }));
+        let mut next = std::mem::take(&mut self.spare);
+        next.clear();
+        next.reserve(cap);
+        Ok(next)
+    }
+
+    /// Wait for the write in flight (if any) and take the file back.
+    async fn settle(&mut self) -> Result<std::fs::File> {
+        if let Some(h) = self.inflight.take() {
+            let (file, buf, r) = h
+                .await
+                .map_err(|e| ProtoError::Io(std::io::Error::other(e)))?;
+            self.spare = buf;
+            r?;
+            return Ok(file);
+        }
+        self.file.take().ok_or_else(|| {
+            ProtoError::Io(std::io::Error::other("temp file lost after a failed write"))
+        })
     }
 }
 
@@ -234,20 +263,23 @@ impl Staging {
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .await?;
+            .await?
+            .into_std()
+            .await;
         self.temp = Some(tmp.clone());
         Ok(FileWriter {
-            file,
+            file: Some(file),
+            inflight: None,
+            spare: Vec::new(),
             tmp,
             rel: rel.to_path_buf(),
         })
     }
 
     /// Finish a verified file: set mode and mtime, rename into place.
-    pub async fn commit(&mut self, w: FileWriter, e: &FileEntry) -> Result<()> {
-        let FileWriter { mut file, tmp, rel } = w;
-        file.flush().await?;
-        let std = file.into_std().await;
+    pub async fn commit(&mut self, mut w: FileWriter, e: &FileEntry) -> Result<()> {
+        let std = w.settle().await?;
+        let FileWriter { tmp, rel, .. } = w;
         let dest = self.root.join(&rel);
         let (mtime, perm) = (e.mtime, (e.mode & 0o777) | 0o600);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -264,8 +296,8 @@ impl Staging {
     }
 
     /// Throw away a file being received.
-    pub async fn abort(&mut self, w: FileWriter) {
-        drop(w.file);
+    pub async fn abort(&mut self, mut w: FileWriter) {
+        drop(w.settle().await);
         let _ = tokio::fs::remove_file(&w.tmp).await;
         self.temp = None;
     }

@@ -10,13 +10,14 @@ use tokio::net::TcpStream;
 
 use super::local::LocalEntry;
 use super::{PushStats, SendProgress, SenderConfig};
+use crate::rsync::checksum::{ChecksumKind, FileSum};
 use crate::rsync::error::{ProtoError, Result};
 use crate::rsync::flist::encode_entry;
 use crate::rsync::handshake::{self, MAX_LINE};
 use crate::rsync::mux::{tag, Control, MuxReader};
 use crate::rsync::ndx::{NdxState, NDX_DEL_STATS, NDX_DONE};
 use crate::rsync::outbox::{spawn_writer, Outbox};
-use crate::rsync::token::{encode_end, encode_literal, FileSum};
+use crate::rsync::token::{encode_end, encode_literal};
 use crate::rsync::wire::{
     get_i32, get_u16, get_u8, get_varint, get_vstring, put_i32, put_u16, put_vstring, take,
     var_extra_bytes,
@@ -349,7 +350,7 @@ impl Sender<'_> {
         };
         echo.extend_from_slice(&head);
         self.out.send(tag::DATA, echo).await?;
-        let mut sum = FileSum::new(self.protocol, 0)?;
+        let mut sum = FileSum::new(self.protocol, ChecksumKind::Md5)?;
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             let n = file.read(&mut buf).await?;
