@@ -12,7 +12,7 @@ use tracing::info;
 
 /// The receiver, shared with the session.
 pub struct RsyncFullSync {
-    receiver: Mutex<Receiver>,
+    receiver: Mutex<Option<Receiver>>,
     staging: PathBuf,
 }
 
@@ -20,10 +20,21 @@ impl RsyncFullSync {
     /// Wraps a started receiver whose staging root is `staging`.
     pub fn new(receiver: Receiver, staging: PathBuf) -> Self {
         RsyncFullSync {
-            receiver: Mutex::new(receiver),
+            receiver: Mutex::new(Some(receiver)),
             staging,
         }
     }
+
+    /// Stops the receiver and waits until its listener is closed.
+    pub async fn stop(&self) {
+        if let Some(r) = self.receiver.lock().await.take() {
+            let _ = r.stop().await;
+        }
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("the rsync receiver is stopped (relay shutting down)")
 }
 
 impl FullSyncReceiver for RsyncFullSync {
@@ -40,6 +51,7 @@ impl FullSyncReceiver for RsyncFullSync {
                 Err(e) => return Err(e),
             }
             let mut r = self.receiver.lock().await;
+            let r = r.as_mut().ok_or_else(stopped)?;
             while r.events.try_recv().is_ok() {}
             Ok(())
         })
@@ -52,6 +64,7 @@ impl FullSyncReceiver for RsyncFullSync {
     ) -> BoxFuture<'a, io::Result<PathBuf>> {
         Box::pin(async move {
             let mut r = self.receiver.lock().await;
+            let r = r.as_mut().ok_or_else(stopped)?;
             let ev: Option<TransferEvent> = r.wait_for_file(module, "info", timeout).await;
             match ev {
                 Some(ev) => {

@@ -81,6 +81,10 @@ pub struct RelayHandle {
     status: StatusFn,
     upstream: upstream::UpstreamHandle,
     pump: JoinHandle<Result<crate::journal::Synced, String>>,
+    /// Listener tasks (replication, admin, metrics), awaited at shutdown so the ports are free
+    /// when `shutdown` returns.
+    listeners: Vec<JoinHandle<()>>,
+    full_sync: Arc<fullsync::RsyncFullSync>,
     /// Where it listens.
     pub ports: Ports,
 }
@@ -201,6 +205,7 @@ impl Relay {
             .map_err(io_err("rsync receiver on R+3000"))?;
         let rsync_addr = receiver.local_addr;
         let full_sync = Arc::new(fullsync::RsyncFullSync::new(receiver, staging));
+        let mut listeners = Vec::new();
 
         // Upstream.
         let master: SocketAddr = tokio::net::lookup_host(&cfg.upstream.master)
@@ -231,7 +236,7 @@ impl Relay {
         let mut timings = tuning.upstream_timings.clone().unwrap_or_default();
         timings.full_sync_timeout = Duration::from_secs(cfg.upstream.full_sync_timeout_secs);
         ucfg.timings = timings;
-        let mut upstream_handle = upstream::start(ucfg, durable_rx, full_sync)
+        let mut upstream_handle = upstream::start(ucfg, durable_rx, full_sync.clone())
             .await
             .map_err(io_err("upstream binlog receiver on R+1000"))?;
         let binlog_addr = upstream_handle.binlog_addr;
@@ -274,7 +279,7 @@ impl Relay {
             .await
             .map_err(io_err("replication port R+2000"))?;
         let replication_addr = pb_listener.local_addr().map_err(io_err("R+2000"))?;
-        tokio::spawn(pb::serve(pb_listener, shared));
+        listeners.push(tokio::spawn(pb::serve(pb_listener, shared)));
 
         // Status, admin, metrics.
         let ustatus = upstream_handle.status.clone();
@@ -301,7 +306,11 @@ impl Relay {
                 .await
                 .map_err(io_err("metrics listen address (metrics.listen)"))?;
             let a = l.local_addr().ok();
-            tokio::spawn(admin::metrics::serve(l, status.clone(), cancel.clone()));
+            listeners.push(tokio::spawn(admin::metrics::serve(
+                l,
+                status.clone(),
+                cancel.clone(),
+            )));
             a
         };
 
@@ -345,6 +354,8 @@ impl Relay {
             status,
             upstream: upstream_handle,
             pump,
+            listeners,
+            full_sync,
             ports,
         })
     }
@@ -408,6 +419,10 @@ impl RelayHandle {
         let up = self.upstream.shutdown().await;
         let closed = self.pump.await.unwrap_or_else(|e| Err(e.to_string()));
         self.cancel.cancel();
+        self.full_sync.stop().await;
+        for l in self.listeners {
+            let _ = l.await;
+        }
         match &closed {
             Ok(s) => info!(
                 "relay: stopped; journal synced at {} (upstream {})",

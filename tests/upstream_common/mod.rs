@@ -2,6 +2,9 @@
 //! marks entries durable as it collects them) and a scripted master for recorded replies.
 #![allow(dead_code)]
 
+#[path = "../support/vectors.rs"]
+mod vectors_support;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -287,41 +290,6 @@ impl ScriptedMaster {
     }
 }
 
-/// Parses a Python bytes repr (`b'...'` / `b"..."`).
-pub fn py_bytes(s: &str) -> Vec<u8> {
-    let s = s.strip_prefix('b').expect("bytes repr");
-    let q = s.as_bytes()[0];
-    let body = &s[1..s.len() - 1];
-    assert_eq!(s.as_bytes()[s.len() - 1], q);
-    let b = body.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            let c = b[i + 1];
-            match c {
-                b'x' => {
-                    out.push(u8::from_str_radix(&body[i + 2..i + 4], 16).unwrap());
-                    i += 4;
-                    continue;
-                }
-                b'n' => out.push(b'\n'),
-                b'r' => out.push(b'\r'),
-                b't' => out.push(b'\t'),
-                b'\\' => out.push(b'\\'),
-                b'\'' => out.push(b'\''),
-                b'"' => out.push(b'"'),
-                other => panic!("unknown escape \\{}", other as char),
-            }
-            i += 2;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 /// One argv element from an entries.tsv: a bytes repr, or `<N bytes sha1=...>` for the
 /// workload's big values `bytes((i * 7) % 251 for i in range(N))`.
 pub fn tsv_arg(s: &str) -> Vec<u8> {
@@ -329,69 +297,16 @@ pub fn tsv_arg(s: &str) -> Vec<u8> {
         let n: usize = rest.split(' ').next().unwrap().parse().unwrap();
         return (0..n).map(|i| ((i * 7) % 251) as u8).collect();
     }
-    py_bytes(s)
+    vectors_support::py_bytes(s)
 }
 
 /// Splits the JSON list of an entries.tsv argv column.
 pub fn tsv_argv(col: &str) -> Vec<Vec<u8>> {
-    let v: Vec<String> = serde_json_lite(col);
+    let v: Vec<String> = serde_json::from_str(col).expect("argv column is a JSON list");
     v.iter().map(|s| tsv_arg(s)).collect()
 }
 
-/// Minimal JSON string-list parser (no serde_json in the dependencies).
-fn serde_json_lite(s: &str) -> Vec<String> {
-    let b = s.trim().as_bytes();
-    assert_eq!(b[0], b'[');
-    let mut out = Vec::new();
-    let mut i = 1;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                let mut cur = String::new();
-                i += 1;
-                while b[i] != b'"' {
-                    if b[i] == b'\\' {
-                        match b[i + 1] {
-                            b'"' => cur.push('"'),
-                            b'\\' => cur.push('\\'),
-                            b'/' => cur.push('/'),
-                            b'n' => cur.push('\n'),
-                            b'u' => {
-                                let code = u32::from_str_radix(
-                                    std::str::from_utf8(&b[i + 2..i + 6]).unwrap(),
-                                    16,
-                                )
-                                .unwrap();
-                                cur.push(char::from_u32(code).unwrap());
-                                i += 4;
-                            }
-                            other => panic!("json escape {}", other as char),
-                        }
-                        i += 2;
-                    } else {
-                        let ch = std::str::from_utf8(&b[i..])
-                            .unwrap()
-                            .chars()
-                            .next()
-                            .unwrap();
-                        cur.push(ch);
-                        i += ch.len_utf8();
-                    }
-                }
-                out.push(cur);
-                i += 1;
-            }
-            _ => i += 1,
-        }
-    }
-    out
-}
-
+/// The recorded vectors directory (fails when missing: the vectors must not be skipped).
 pub fn vectors() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
-    if p.exists() {
-        p
-    } else {
-        PathBuf::from("/work/shared/vectors")
-    }
+    vectors_support::dir()
 }
