@@ -219,7 +219,7 @@ impl Session {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             match self.state {
-                DbState::TryConnect => self.send_try_sync(&mut sock).await?,
+                DbState::TryConnect => self.send_sync(&mut sock, false).await?,
                 DbState::TryDbSync => self.send_db_sync(&mut sock).await?,
                 _ => {}
             }
@@ -234,15 +234,34 @@ impl Session {
         }
     }
 
-    async fn send_try_sync(&mut self, sock: &mut TcpStream) -> Result<(), String> {
-        let req = InnerRequest {
-            r#type: Type::KTrySync as i32,
-            try_sync: Some(inner_request::TrySync {
-                node: self.node(),
-                partition: Self::partition(),
-                binlog_offset: offset(self.binlog.producer(), None),
-            }),
-            ..Default::default()
+    /// Sends TrySync (`full == false`) or DBSync for db0 at the own producer position; both
+    /// requests carry the same node, partition and offset.
+    async fn send_sync(&mut self, sock: &mut TcpStream, full: bool) -> Result<(), String> {
+        let (node, partition, binlog_offset) = (
+            self.node(),
+            Self::partition(),
+            offset(self.binlog.producer(), None),
+        );
+        let req = if full {
+            InnerRequest {
+                r#type: Type::KDbSync as i32,
+                db_sync: Some(inner_request::DbSync {
+                    node,
+                    partition,
+                    binlog_offset,
+                }),
+                ..Default::default()
+            }
+        } else {
+            InnerRequest {
+                r#type: Type::KTrySync as i32,
+                try_sync: Some(inner_request::TrySync {
+                    node,
+                    partition,
+                    binlog_offset,
+                }),
+                ..Default::default()
+            }
         };
         send(sock, &req).await.map_err(|e| e.to_string())?;
         self.set_state(DbState::WaitReply);
@@ -253,24 +272,14 @@ impl Session {
         self.dbsync.join("db0")
     }
 
+    /// `PrepareRsync`: an empty db-sync directory with the five type directories, then DBSync.
     async fn send_db_sync(&mut self, sock: &mut TcpStream) -> Result<(), String> {
         let dir = self.dbsync_dir();
         let _ = std::fs::remove_dir_all(&dir);
         for t in ["strings", "hashes", "lists", "sets", "zsets"] {
             std::fs::create_dir_all(dir.join(t)).map_err(|e| e.to_string())?;
         }
-        let req = InnerRequest {
-            r#type: Type::KDbSync as i32,
-            db_sync: Some(inner_request::DbSync {
-                node: self.node(),
-                partition: Self::partition(),
-                binlog_offset: offset(self.binlog.producer(), None),
-            }),
-            ..Default::default()
-        };
-        send(sock, &req).await.map_err(|e| e.to_string())?;
-        self.set_state(DbState::WaitReply);
-        Ok(())
+        self.send_sync(sock, true).await
     }
 
     async fn ack(

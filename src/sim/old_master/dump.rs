@@ -127,32 +127,36 @@ impl DumpDelivery for RsyncCliDelivery {
                     }
                 }
                 types.sort();
-                let dest = |c: &str| format!("{ip}::{module}/{c}");
-                for t in &types {
+                // `rsync -avP [--delete | --bwlimit=<kbps>] --port=<p> <src> <ip>::<module>/<dst>`
+                let push = |src: String, dst: &str, delete: bool| {
+                    let opt = if delete {
+                        "--delete".to_string()
+                    } else {
+                        format!("--bwlimit={bw}")
+                    };
                     run_rsync(&[
                         "-avP".into(),
-                        format!("--bwlimit={bw}"),
+                        opt,
                         format!("--port={rsync_port}"),
+                        src,
+                        format!("{ip}::{module}/{dst}"),
+                    ])
+                };
+                for t in &types {
+                    push(
                         format!("{}/", dump.join(t).display()),
-                        format!("{}/", dest(t)),
-                    ])?;
+                        &format!("{t}/"),
+                        false,
+                    )?;
                 }
                 for t in &types {
-                    run_rsync(&[
-                        "-avP".into(),
-                        "--delete".into(),
-                        format!("--port={rsync_port}"),
+                    push(
                         format!("{}/", dump.join(t).display()),
-                        format!("{}/", dest(t)),
-                    ])?;
+                        &format!("{t}/"),
+                        true,
+                    )?;
                 }
-                run_rsync(&[
-                    "-avP".into(),
-                    format!("--bwlimit={bw}"),
-                    format!("--port={rsync_port}"),
-                    dump.join("info").display().to_string(),
-                    dest("info"),
-                ])
+                push(dump.join("info").display().to_string(), "info", false)
             })
             .await
             .map_err(|e| io::Error::other(e.to_string()))?
