@@ -118,6 +118,11 @@ async fn old_master_through_the_relay_to_new_slaves_with_a_restart() {
     assert_eq!(s1.view().full_syncs, 1, "s1 loaded the relay's dump");
     let st = relay.status();
     assert_eq!(st.epoch, 1, "one upstream full sync");
+    assert!(
+        st.fullsync_bytes > 153_600,
+        "full-sync progress counts the dump: {}",
+        st.fullsync_bytes
+    );
     assert!(st.upstream.link_up, "{:?}", st.upstream);
     assert_eq!(
         st.upstream.position,

@@ -43,7 +43,7 @@ pub struct RelayStatus {
     pub bytes_in: u64,
     /// Bytes of the journal on disk.
     pub journal_bytes: u64,
-    /// Bytes of the current upstream full sync received so far (0 when none runs).
+    /// Bytes received by the running, or else the last, upstream full sync.
     pub fullsync_bytes: u64,
 }
 

@@ -81,7 +81,7 @@ pub fn render(s: &RelayStatus) -> String {
     g("epoch", "current dump epoch", "gauge", &one(s.epoch));
     g(
         "fullsync_bytes",
-        "bytes of the running upstream full sync received",
+        "bytes received by the running (or last) upstream full sync",
         "gauge",
         &one(s.fullsync_bytes),
     );

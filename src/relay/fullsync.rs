@@ -6,7 +6,9 @@ use crate::rsync::receiver::{Receiver, TransferEvent};
 use crate::upstream::fullsync::{BoxFuture, FullSyncReceiver};
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tracing::info;
 
@@ -14,6 +16,8 @@ use tracing::info;
 pub struct RsyncFullSync {
     receiver: Mutex<Option<Receiver>>,
     staging: PathBuf,
+    /// Bytes received for the dump being (or last) waited for.
+    progress: Arc<AtomicU64>,
 }
 
 impl RsyncFullSync {
@@ -22,7 +26,13 @@ impl RsyncFullSync {
         RsyncFullSync {
             receiver: Mutex::new(Some(receiver)),
             staging,
+            progress: Arc::default(),
         }
+    }
+
+    /// Bytes of the current full sync received so far (for metrics and INFO).
+    pub fn progress(&self) -> Arc<AtomicU64> {
+        self.progress.clone()
     }
 
     /// Stops the receiver and waits until its listener is closed.
@@ -65,12 +75,30 @@ impl FullSyncReceiver for RsyncFullSync {
         Box::pin(async move {
             let mut r = self.receiver.lock().await;
             let r = r.as_mut().ok_or_else(stopped)?;
-            let ev: Option<TransferEvent> = r.wait_for_file(module, "info", timeout).await;
-            match ev {
+            // Transfers that arrived since `prepare` are still queued: none is missed by starting
+            // the count here.
+            self.progress.store(0, Ordering::Relaxed);
+            let deadline = Instant::now() + timeout;
+            let mut done: Option<TransferEvent> = None;
+            while done.is_none() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, r.events.recv()).await {
+                    Ok(Some(ev)) if ev.module == module => {
+                        self.progress.fetch_add(ev.bytes, Ordering::Relaxed);
+                        if ev.delivered("info") {
+                            done = Some(ev);
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            match done {
                 Some(ev) => {
                     info!(
-                        "full sync: dump for {module} complete from {} ({} bytes in the last connection)",
-                        ev.peer, ev.bytes
+                        "full sync: dump for {module} complete from {} ({} bytes received)",
+                        ev.peer,
+                        self.progress.load(Ordering::Relaxed)
                     );
                     Ok(ev.module_root)
                 }

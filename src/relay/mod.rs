@@ -285,7 +285,12 @@ impl Relay {
         let ustatus = upstream_handle.status.clone();
         let status: StatusFn = {
             let source = source.clone();
-            Arc::new(move || status_of(&ustatus.borrow(), &source, &registry, &jdir))
+            let progress = full_sync.progress();
+            Arc::new(move || {
+                let mut st = status_of(&ustatus.borrow(), &source, &registry, &jdir);
+                st.fullsync_bytes = progress.load(std::sync::atomic::Ordering::Relaxed);
+                st
+            })
         };
         let admin_listener = TcpListener::bind(at(0))
             .await
