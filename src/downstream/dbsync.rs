@@ -5,10 +5,10 @@
 //! the relay and the journal position J_e of the dump. The old master's `info` is never sent.
 
 use super::pb::{DumpPusher, PushRequest};
-use crate::rsync::sender::{push_path, SenderConfig};
+use crate::rsync::sender::{push_dump_with_info, SenderConfig};
 use std::future::Future;
 use std::pin::Pin;
-use tracing::{info, warn};
+use tracing::info;
 
 /// Pushes dumps with the embedded rsync sender.
 #[derive(Debug, Clone, Default)]
@@ -20,35 +20,6 @@ pub struct RsyncPusher {
 async fn push(bwlimit: u64, req: PushRequest) -> Result<u64, String> {
     let mut cfg = SenderConfig::pika(req.target, &req.password);
     cfg.bwlimit = bwlimit;
-    let base = req.remote_path.trim_matches('/').to_string();
-    let mut bytes = 0;
-    let mut dirs = Vec::new();
-    if let Some(dump) = &req.dump_dir {
-        let mut rd = tokio::fs::read_dir(dump)
-            .await
-            .map_err(|e| format!("dump {}: {e}", dump.display()))?;
-        while let Some(e) = rd.next_entry().await.map_err(|e| e.to_string())? {
-            if e.file_type().await.map_err(|e| e.to_string())?.is_dir() {
-                dirs.push(e.file_name().to_string_lossy().into_owned());
-            }
-        }
-        dirs.sort();
-        for d in &dirs {
-            let s = push_path(&cfg, &dump.join(d), &format!("{base}/{d}/"), false)
-                .await
-                .map_err(|e| format!("pushing {d}: {e}"))?;
-            bytes += s.bytes;
-            info!(
-                "downstream: DBSync to {}: {d} sent ({} files, {} bytes)",
-                req.target, s.files, s.bytes
-            );
-        }
-        for d in &dirs {
-            if let Err(e) = push_path(&cfg, &dump.join(d), &format!("{base}/{d}/"), true).await {
-                warn!("downstream: DBSync to {}: --delete pass for {d} failed (ignored, as Pika does): {e}", req.target);
-            }
-        }
-    }
     let tmp = tempfile::Builder::new()
         .prefix("pika-relay-info")
         .tempdir()
@@ -57,10 +28,14 @@ async fn push(bwlimit: u64, req: PushRequest) -> Result<u64, String> {
     tokio::fs::write(&info_path, &req.info)
         .await
         .map_err(|e| e.to_string())?;
-    let s = push_path(&cfg, &info_path, &format!("{base}/info"), false)
+    let st = push_dump_with_info(&cfg, req.dump_dir.as_deref(), &req.remote_path, &info_path)
         .await
-        .map_err(|e| format!("pushing info: {e}"))?;
-    Ok(bytes + s.bytes)
+        .map_err(|e| e.to_string())?;
+    info!(
+        "downstream: DBSync to {}: {} files, {} bytes over {} connections",
+        req.target, st.files, st.bytes, st.connections
+    );
+    Ok(st.bytes)
 }
 
 impl DumpPusher for RsyncPusher {

@@ -154,16 +154,7 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
         if self.raw.capacity() - self.raw.len() < 64 * 1024 {
             self.raw.reserve(256 * 1024);
         }
-        let read = self.inner.read_buf(&mut self.raw);
-        let n = match self.idle_timeout {
-            Some(t) => tokio::time::timeout(t, read)
-                .await
-                .map_err(|_| ProtoError::Timeout("waiting for the peer"))??,
-            None => read.await?,
-        };
-        if n == 0 {
-            return Err(ProtoError::Eof("mid-stream"));
-        }
+        let n = read_some(self.idle_timeout, self.inner.read_buf(&mut self.raw)).await?;
         self.raw_bytes += n as u64;
         Ok(())
     }
@@ -236,16 +227,7 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
         if self.raw.is_empty() && want >= DIRECT_READ_MIN {
             out.reserve(want);
             let mut dst = (&mut *out).limit(want);
-            let read = self.inner.read_buf(&mut dst);
-            let n = match self.idle_timeout {
-                Some(t) => tokio::time::timeout(t, read)
-                    .await
-                    .map_err(|_| ProtoError::Timeout("waiting for the peer"))??,
-                None => read.await?,
-            };
-            if n == 0 {
-                return Err(ProtoError::Eof("mid-stream"));
-            }
+            let n = read_some(self.idle_timeout, self.inner.read_buf(&mut dst)).await?;
             self.raw_bytes += n as u64;
             self.frame_left -= n;
             return Ok(n);
@@ -321,6 +303,24 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
     pub fn into_inner(self) -> R {
         self.inner
     }
+}
+
+/// Awaits one socket read under the idle timeout; end of stream is an error (the peer left in
+/// the middle of the protocol).
+async fn read_some(
+    idle: Option<std::time::Duration>,
+    read: impl std::future::Future<Output = std::io::Result<usize>>,
+) -> Result<usize> {
+    let n = match idle {
+        Some(t) => tokio::time::timeout(t, read)
+            .await
+            .map_err(|_| ProtoError::Timeout("waiting for the peer"))??,
+        None => read.await?,
+    };
+    if n == 0 {
+        return Err(ProtoError::Eof("mid-stream"));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -129,6 +129,25 @@ pub struct DumpStats {
 /// `--delete` pass per type directory (failures only logged, as Pika ignores them), then
 /// the `info` file last. `remote_path` is e.g. `db0` (3.x classic) or empty (module root).
 pub async fn push_dump(cfg: &SenderConfig, dump: &Path, remote_path: &str) -> Result<DumpStats> {
+    let info = dump.join("info");
+    if !tokio::fs::try_exists(&info).await? {
+        return Err(ProtoError::invalid(format!(
+            "dump {} has no info file",
+            dump.display()
+        )));
+    }
+    push_dump_with_info(cfg, Some(dump), remote_path, &info).await
+}
+
+/// As [`push_dump`], but the file pushed last as `info` is `info` (a master that rewrites the
+/// dump's `info` for the receiving slave, as the relay does with its own position), and the dump
+/// directory is optional (without one, only `info` is pushed: the slave loads an empty DB).
+pub async fn push_dump_with_info(
+    cfg: &SenderConfig,
+    dump: Option<&Path>,
+    remote_path: &str,
+    info: &Path,
+) -> Result<DumpStats> {
     let base = remote_path.trim_matches('/');
     let join = |name: &str| {
         if base.is_empty() {
@@ -138,12 +157,15 @@ pub async fn push_dump(cfg: &SenderConfig, dump: &Path, remote_path: &str) -> Re
         }
     };
     let mut children = vec![];
-    let mut rd = tokio::fs::read_dir(dump).await?;
-    while let Some(e) = rd.next_entry().await? {
-        let name = e.file_name().to_string_lossy().into_owned();
-        children.push((name, e.file_type().await?.is_dir()));
+    if let Some(dump) = dump {
+        let mut rd = tokio::fs::read_dir(dump).await?;
+        while let Some(e) = rd.next_entry().await? {
+            let name = e.file_name().to_string_lossy().into_owned();
+            children.push((name, e.file_type().await?.is_dir()));
+        }
     }
     children.sort();
+    let dump = dump.unwrap_or(Path::new(""));
     let mut st = DumpStats::default();
     let add = |s: PushStats, st: &mut DumpStats| {
         st.connections += 1;
@@ -167,15 +189,7 @@ pub async fn push_dump(cfg: &SenderConfig, dump: &Path, remote_path: &str) -> Re
             ),
         }
     }
-    let info = dump.join("info");
-    if tokio::fs::try_exists(&info).await? {
-        let s = push_path(cfg, &info, &join("info"), false).await?;
-        add(s, &mut st);
-    } else {
-        return Err(ProtoError::invalid(format!(
-            "dump {} has no info file",
-            dump.display()
-        )));
-    }
+    let s = push_path(cfg, info, &join("info"), false).await?;
+    add(s, &mut st);
     Ok(st)
 }
