@@ -9,6 +9,7 @@
 //! - [`rsync`]: the embedded rsync daemon receiver (full sync in) and client sender (full sync out).
 //! - [`translate`]: old entry → canonical 3.x commands, one table of rules.
 //! - [`journal`]: the relay's durable 3.x binlog (files, meta, group commit, cursors, retention).
+//! - [`dump`]: dumps as data: the typed record stream dump readers produce.
 //! - [`downstream`]: the protobuf master new Pika slaves attach to.
 //! - [`admin`]: the relay's own port R (probes, PING, AUTH, INFO) and the metrics endpoint.
 //! - [`relay`]: the parts wired into one relay; pre-flight checks.
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod downstream;
+pub mod dump;
 pub mod formats;
 pub mod journal;
 pub mod pipeline;

@@ -19,7 +19,7 @@ use pika_relay::translate::Translator;
 use std::path::{Path, PathBuf};
 
 fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 /// The real 3.2.9 master's binlog without its pre-allocated zero tail.

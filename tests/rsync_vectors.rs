@@ -1,4 +1,4 @@
-//! The recorded real Pika pushes (../shared/vectors/*/streams/*rsync-*): Debian rsync 3.2.7
+//! The recorded real Pika pushes (tests/vectors/*/streams/*rsync-*, copied from the shared recordings): Debian rsync 3.2.7
 //! client against a stock 3.2.7 daemon, protocol 32. We parse the text phase and the argument
 //! list with our codecs (and accept the arguments), then walk every multiplexed frame of both
 //! directions to the end. The file-list contents are not decoded: at protocol 32 with compat
@@ -13,12 +13,7 @@ use pika_relay::rsync::mux::{decode_control, decode_header, tag};
 use pika_relay::rsync::wire::{get_varint, get_vstring, take};
 
 fn vectors() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
-    if p.exists() {
-        p
-    } else {
-        PathBuf::from("/work/shared/vectors")
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 fn line<'a>(c: &mut &'a [u8]) -> &'a str {

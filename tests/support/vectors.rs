@@ -1,4 +1,4 @@
-//! Access to the recorded real-Pika vectors in `../shared/vectors` and their `*.entries.tsv`
+//! Access to the recorded real-Pika vectors (copied into `tests/vectors`) and their `*.entries.tsv`
 //! listings (written by an independent decoder; columns documented in the vectors README).
 
 #![allow(dead_code)]
@@ -6,12 +6,12 @@
 use sha1::{Digest, Sha1};
 use std::path::PathBuf;
 
-/// The vectors directory: `$PIKA_VECTORS`, or `../shared/vectors` beside the checkout. A missing
+/// The vectors directory: `$PIKA_VECTORS`, or the copy in `tests/vectors`. A missing
 /// directory fails the test: the vectors are the ground truth and must not be skipped.
 pub fn dir() -> PathBuf {
     let p = std::env::var_os("PIKA_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors"));
     assert!(
         p.join("README.md").is_file(),
         "recorded vectors not found at {} (set PIKA_VECTORS)",
