@@ -254,3 +254,133 @@ async fn garbage_trysync_replies_are_logged_and_retried() {
     let (_s, _) = good_connection(&r, BinlogPos::new(0, 0), 0).await;
     r.handle.shutdown().await.unwrap();
 }
+
+/// Strangers on the binlog port: a bounded number may wait to authenticate, each for a bounded
+/// time and a bounded number of bytes (a huge announced first frame is refused from its header),
+/// and none of it disturbs the authenticated link, which keeps delivering throughout.
+#[tokio::test]
+async fn a_flood_of_unauthenticated_connections_is_bounded_and_the_live_link_keeps_delivering() {
+    init_log();
+    let m = ScriptedMaster::start(vec![b":1\r\n".to_vec()]).await;
+    let r = Relay::start(m.addr, Durable::default(), |c| {
+        c.old_version = OldVersion::Auto;
+        c.max_pending_binlog_conns = 8;
+        c.timings.binlog_auth_timeout = Duration::from_millis(700);
+    })
+    .await;
+    assert!(wait_until(T, || r.status().state == SessionState::Streaming).await);
+    let (mut live, mut end) = good_connection(&r, BinlogPos::new(0, 0), 0).await;
+    let mut n = 1;
+
+    // (a) 8 silent strangers hold every pre-auth slot: the 9th is closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(TcpStream::connect(r.handle.binlog_addr).await.unwrap());
+    }
+    let mut ninth = TcpStream::connect(r.handle.binlog_addr).await.unwrap();
+    closed_by_relay(&mut ninth).await;
+    assert!(
+        wait_until(T, || last_error(&r)
+            .contains("already waiting to authenticate"))
+        .await,
+        "{:?}",
+        r.status()
+    );
+    end = deliver(&mut live, end, n).await;
+    n += 1;
+    r.wait_pos(end, T).await;
+
+    // (b) The silent ones are closed when their time to authenticate runs out.
+    for s in &mut idle {
+        closed_by_relay(s).await;
+    }
+    assert!(
+        wait_until(T, || last_error(&r).contains("no `auth <sid>` within")).await,
+        "{:?}",
+        r.status()
+    );
+
+    // (c) A first frame announcing 400 MiB (3.0 header / 2.3 bulk length) is refused from its
+    // header, with only the header and a few bytes sent: nothing of it is waited for.
+    let huge = 400u32 << 20;
+    let mut h30 = TcpStream::connect(r.handle.binlog_addr).await.unwrap();
+    let mut head = vec![1u8, 0];
+    head.extend_from_slice(&huge.to_le_bytes());
+    h30.write_all(&head).await.unwrap();
+    closed_by_relay(&mut h30).await;
+    assert!(
+        wait_until(T, || {
+            let e = last_error(&r);
+            e.contains(&huge.to_string()) && e.contains("at most 1024 bytes")
+        })
+        .await,
+        "{:?}",
+        r.status()
+    );
+    let mut h23 = TcpStream::connect(r.handle.binlog_addr).await.unwrap();
+    h23.write_all(format!("*2\r\n$4\r\nauth\r\n${huge}\r\n12345").as_bytes())
+        .await
+        .unwrap();
+    closed_by_relay(&mut h23).await;
+    assert!(
+        wait_until(T, || {
+            let e = last_error(&r);
+            e.contains(&huge.to_string()) && e.contains("RESP bulk string")
+        })
+        .await,
+        "{:?}",
+        r.status()
+    );
+
+    // (d) A flood of garbage while the live link streams: every stranger is closed, every
+    // record of the live link arrives.
+    let rejected_before = r.status().binlog_rejected;
+    let mut flood = Vec::new();
+    for i in 0..120usize {
+        let Ok(mut s) = TcpStream::connect(r.handle.binlog_addr).await else {
+            continue;
+        };
+        let junk: Vec<u8> = match i % 4 {
+            0 => [&head[..], &vec![0x41u8; 2048][..]].concat(),
+            1 => [
+                b"*2\r\n$4\r\nauth\r\n$99999\r\n".as_ref(),
+                &vec![0x42u8; 2048],
+            ]
+            .concat(),
+            2 => vec![0x01; 5], // an unfinished 3.0 header, then silence
+            _ => vec![b'*'; 3000],
+        };
+        let _ = s.write_all(&junk).await;
+        flood.push(s);
+        if i % 10 == 0 {
+            end = deliver(&mut live, end, n).await;
+            n += 1;
+        }
+    }
+    r.wait_pos(end, T).await;
+    for s in &mut flood {
+        closed_by_relay(s).await;
+    }
+    assert!(
+        wait_until(T, || r.status().binlog_rejected >= rejected_before + 120).await,
+        "{:?}",
+        r.status()
+    );
+    // The live link was never touched: still connected, still delivering, nothing lost.
+    end = deliver(&mut live, end, n).await;
+    r.wait_pos(end, T).await;
+    let st = r.status();
+    assert!(st.binlog_connected);
+    assert_eq!(st.binlog_connections, 1, "{st:?}");
+    let es = r.entries();
+    assert_eq!(es.len(), n + 1);
+    assert_contiguous(&es, BinlogPos::new(0, 0), r.cfg.binlog_file_size);
+    r.handle.shutdown().await.unwrap();
+}
+
+/// Writes the n-th test record at `at` on `live` and returns its end.
+async fn deliver(live: &mut TcpStream, at: BinlogPos, n: usize) -> BinlogPos {
+    let (f, end) = record(at, n);
+    live.write_all(&f).await.unwrap();
+    end
+}

@@ -129,18 +129,52 @@ impl RawEntry {
 
 /// Decodes one message of a 2.3.x push stream at the start of `buf`; `Ok(None)` if incomplete.
 pub fn decode_message(buf: &[u8]) -> Result<Option<(RawMessage, usize)>, FormatError> {
-    let Some((argv, used)) = resp::parse_argv(buf)? else {
-        return Ok(None);
-    };
+    RawDecoder::new().decode(buf)
+}
+
+/// A resumable decoder of a 2.3.x push stream: [`RawDecoder::decode`] is called with the
+/// buffered bytes (the current message at its start) each time more arrive, and does not re-parse
+/// the arguments already complete (see [`resp::ArgvParser`]).
+#[derive(Debug, Clone, Default)]
+pub struct RawDecoder {
+    parser: resp::ArgvParser,
+}
+
+impl RawDecoder {
+    /// A decoder with the default caps.
+    pub fn new() -> Self {
+        RawDecoder {
+            parser: resp::ArgvParser::new(),
+        }
+    }
+
+    /// Caps the next message: at most `max_args` arguments, no bulk string announcing more than
+    /// `max_bulk` bytes (used before `auth`, whose message is tiny).
+    pub fn set_limits(&mut self, max_args: usize, max_bulk: usize) {
+        self.parser.set_limits(max_args, max_bulk);
+    }
+
+    /// Bytes examined so far (see [`resp::ArgvParser::scanned`]).
+    pub fn scanned(&self) -> u64 {
+        self.parser.scanned()
+    }
+
+    /// Continues decoding the message at the start of `buf`; `Ok(None)` if incomplete.
+    pub fn decode(&mut self, buf: &[u8]) -> Result<Option<(RawMessage, usize)>, FormatError> {
+        let Some((argv, used)) = self.parser.parse(buf)? else {
+            return Ok(None);
+        };
+        message_from_argv(argv, used).map(Some)
+    }
+}
+
+fn message_from_argv(argv: resp::Argv, used: usize) -> Result<(RawMessage, usize), FormatError> {
     if argv.len() == 2 && argv[0] == b"auth" {
         let sid = String::from_utf8(argv[1].clone())
             .map_err(|_| FormatError::invalid("2.3 auth message", "sid is not text"))?;
-        return Ok(Some((RawMessage::Auth { sid }, used)));
+        return Ok((RawMessage::Auth { sid }, used));
     }
-    Ok(Some((
-        RawMessage::Entry(RawEntry::from_argv(argv, used)?),
-        used,
-    )))
+    Ok((RawMessage::Entry(RawEntry::from_argv(argv, used)?), used))
 }
 
 /// Decodes every array in a stored 2.3.x record payload (one or more arrays back to back).

@@ -65,6 +65,9 @@ pub struct Timings {
     /// 2.3.x: how long a group of arrays with the same binlog_info is held, with nothing more to
     /// read, before it is taken as a complete record (an MSET record arrives in one send()).
     pub raw_group_linger: Duration,
+    /// How long a connection to the binlog port may stay without sending `auth <sid>` (Pika's
+    /// sender sends it right after connecting); then it is closed.
+    pub binlog_auth_timeout: Duration,
 }
 
 impl Default for Timings {
@@ -83,6 +86,7 @@ impl Default for Timings {
             binlog_reconnect_grace: Duration::from_secs(10),
             full_sync_timeout: Duration::from_secs(3600),
             raw_group_linger: Duration::from_millis(50),
+            binlog_auth_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -104,6 +108,7 @@ impl Timings {
             binlog_reconnect_grace: Duration::from_secs(2),
             full_sync_timeout: Duration::from_secs(10),
             raw_group_linger: Duration::from_millis(20),
+            binlog_auth_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -147,6 +152,12 @@ pub struct UpstreamConfig {
     pub data_dir: PathBuf,
     /// Largest accepted binlog frame body (Pika's slave: 512 MiB).
     pub max_frame: usize,
+    /// Most connections to the binlog port waiting to authenticate at once; more are closed on
+    /// arrival (Pika's master opens one, plus one while it reconnects).
+    pub max_pending_binlog_conns: usize,
+    /// Most bytes buffered for a connection's first message when `binlog_auth` is set (the
+    /// `auth <sid>` message is about 30 bytes); a larger announced frame is refused at once.
+    pub max_pre_auth_bytes: usize,
     /// Capacity of the event channel towards the journal (backpressure beyond it).
     pub channel_capacity: usize,
     /// Timers.
@@ -176,6 +187,8 @@ impl UpstreamConfig {
             trust_item_positions: true,
             data_dir,
             max_frame: crate::formats::old_frame::DEFAULT_MAX_BODY,
+            max_pending_binlog_conns: 16,
+            max_pre_auth_bytes: 1024,
             channel_capacity: 1024,
             timings: Timings::default(),
         }

@@ -2,7 +2,13 @@
 //! binlog; nothing is ever written back. Each connection must first authenticate with the sid of
 //! the current session (`auth <sid>`); then records are decoded (3.0.x frames or 2.3.x raw
 //! arrays), given their upstream (start, end) positions, checked against the position expected
-//! next, and emitted in order. Idle connections are never timed out.
+//! next, and emitted in order. Idle authenticated connections are never timed out.
+//!
+//! Before `auth` a connection is anybody's: at most `max_pending_binlog_conns` unauthenticated
+//! connections are kept (more are closed at once), each must authenticate within
+//! `binlog_auth_timeout`, and at most `max_pre_auth_bytes` are buffered for its first message
+//! (a frame or bulk string announcing more is refused from its header, before its bytes arrive).
+//! So a flood of strangers costs a bounded amount of memory and never touches the live link.
 //!
 //! Position rules (spec §3.3, §3.8):
 //! - start = the record's own header position (3.0 item header / 2.3 binlog_info), rolled over to
@@ -23,13 +29,13 @@ use std::sync::{Arc, Mutex as StdMutex};
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::config::{OldVersion, UpstreamConfig};
 use super::{Durable, UpstreamEvent, UpstreamStatus};
 use crate::formats::old_frame::{decode_frame, OldFrame};
-use crate::formats::old_raw::{decode_message, RawEntry, RawMessage};
+use crate::formats::old_raw::{RawDecoder, RawEntry, RawMessage};
 use crate::formats::record::record_end;
 use crate::formats::resp::{self, Argv};
 use crate::formats::{BinlogPos, FormatError};
@@ -141,6 +147,10 @@ pub(crate) struct Shared {
     /// The authenticated connection currently allowed to deliver records.
     active: StdMutex<Option<(u64, CancellationToken)>>,
     next_conn: AtomicU64,
+    /// Permits for unauthenticated connections (`max_pending_binlog_conns`).
+    pending: Arc<Semaphore>,
+    /// Connections rejected so far (their log lines are thinned out in a flood).
+    rejected: AtomicU64,
     /// The session's shutdown signal (a blocked send to the journal must not hold shutdown up).
     pub shutdown: CancellationToken,
 }
@@ -155,6 +165,7 @@ impl Shared {
         shutdown: CancellationToken,
     ) -> Arc<Shared> {
         Arc::new(Shared {
+            pending: Arc::new(Semaphore::new(cfg.max_pending_binlog_conns.max(1))),
             cfg,
             sid: watch::channel(None).0,
             stream: Mutex::new(StreamState {
@@ -167,6 +178,7 @@ impl Shared {
             link,
             active: StdMutex::new(None),
             next_conn: AtomicU64::new(1),
+            rejected: AtomicU64::new(0),
             shutdown,
         })
     }
@@ -184,7 +196,14 @@ impl Shared {
     }
 
     fn reject(&self, peer: SocketAddr, why: &str) {
-        tracing::warn!("binlog connection from {peer} rejected: {why}");
+        let n = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        // In a flood, log the first 10 and then every power of two (the count is in INFO).
+        if n <= 10 || n.is_power_of_two() {
+            tracing::warn!(
+                "binlog connection from {peer} rejected: {why} ({n} rejected so far; only the \
+                 master's sender should connect to this port: firewall it from anyone else)"
+            );
+        }
         self.status.send_modify(|s| {
             s.binlog_rejected += 1;
             s.last_error = Some(format!("binlog connection from {peer} rejected: {why}"));
@@ -240,10 +259,22 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: 
         };
         match accepted {
             Ok((sock, peer)) => {
+                let Ok(permit) = shared.pending.clone().try_acquire_owned() else {
+                    shared.reject(
+                        peer,
+                        &format!(
+                            "{} connections are already waiting to authenticate \
+                             (max_pending_binlog_conns)",
+                            shared.cfg.max_pending_binlog_conns
+                        ),
+                    );
+                    drop(sock);
+                    continue;
+                };
                 let _ = sock.set_nodelay(true);
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
-                tokio::spawn(async move { handle(shared, sock, peer, shutdown).await });
+                tokio::spawn(async move { handle(shared, sock, peer, permit, shutdown).await });
             }
             Err(e) => {
                 tracing::warn!("binlog listener accept failed: {e}");
@@ -316,29 +347,65 @@ enum Msg {
     Raw(RawEntry),
 }
 
-fn decode_one(wire: Wire, buf: &[u8], max: usize) -> Result<Option<(Msg, usize)>, FormatError> {
-    match wire {
-        Wire::V30 => Ok(match decode_frame(buf, max)? {
-            None => None,
-            Some((OldFrame::Auth { sid }, used)) => Some((Msg::Auth(sid), used)),
-            Some((OldFrame::Binlog { items, body_len }, used)) => {
-                Some((Msg::Record(frame_to_decoded(items, body_len)?), used))
-            }
-        }),
-        Wire::V23 => {
-            // Bound the bytes buffered for one array (decode_message checks the bulk caps).
-            if buf.len() > max.saturating_add(1 << 16) {
-                return Err(FormatError::TooLarge {
-                    what: "2.3 binlog array",
-                    len: buf.len() as u64,
-                    max: max as u64,
-                });
-            }
-            Ok(match decode_message(buf)? {
+/// Decodes the messages of one connection; keeps the 2.3 parser's progress between reads.
+struct Decoder {
+    wire: Wire,
+    raw: RawDecoder,
+    /// Largest 3.0 frame body / 2.3 bulk string accepted.
+    max_body: usize,
+    /// Largest number of bytes buffered for one 2.3 array.
+    max_buffered: usize,
+}
+
+impl Decoder {
+    /// A decoder for the first message: `pre_auth` caps it at `pre_auth` bytes.
+    fn new(wire: Wire, cfg: &UpstreamConfig, pre_auth: Option<usize>) -> Decoder {
+        let mut d = Decoder {
+            wire,
+            raw: RawDecoder::new(),
+            max_body: cfg.max_frame,
+            max_buffered: cfg.max_frame.saturating_add(1 << 16),
+        };
+        if let Some(cap) = pre_auth {
+            d.max_body = cap;
+            d.max_buffered = cap;
+            d.raw.set_limits(2, cap);
+        }
+        d
+    }
+
+    /// Lifts the pre-auth caps (between messages).
+    fn authenticated(&mut self, cfg: &UpstreamConfig) {
+        self.max_body = cfg.max_frame;
+        self.max_buffered = cfg.max_frame.saturating_add(1 << 16);
+        self.raw
+            .set_limits(crate::formats::resp::MAX_ARGS, cfg.max_frame);
+    }
+
+    fn decode(&mut self, buf: &[u8]) -> Result<Option<(Msg, usize)>, FormatError> {
+        match self.wire {
+            Wire::V30 => Ok(match decode_frame(buf, self.max_body)? {
                 None => None,
-                Some((RawMessage::Auth { sid }, used)) => Some((Msg::Auth(sid), used)),
-                Some((RawMessage::Entry(e), used)) => Some((Msg::Raw(e), used)),
-            })
+                Some((OldFrame::Auth { sid }, used)) => Some((Msg::Auth(sid), used)),
+                Some((OldFrame::Binlog { items, body_len }, used)) => {
+                    Some((Msg::Record(frame_to_decoded(items, body_len)?), used))
+                }
+            }),
+            Wire::V23 => {
+                // Bound the bytes buffered for one array (the parser checks the bulk caps).
+                if buf.len() > self.max_buffered {
+                    return Err(FormatError::TooLarge {
+                        what: "2.3 binlog array",
+                        len: buf.len() as u64,
+                        max: self.max_buffered as u64,
+                    });
+                }
+                Ok(match self.raw.decode(buf)? {
+                    None => None,
+                    Some((RawMessage::Auth { sid }, used)) => Some((Msg::Auth(sid), used)),
+                    Some((RawMessage::Entry(e), used)) => Some((Msg::Raw(e), used)),
+                })
+            }
         }
     }
 }
@@ -347,21 +414,26 @@ async fn handle(
     shared: Arc<Shared>,
     mut sock: TcpStream,
     peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let cfg = shared.cfg.clone();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Before `auth` only a tiny message is expected (unless the master sends none).
+    let pre_auth = cfg.binlog_auth.then_some(cfg.max_pre_auth_bytes);
+    let mut buf = BytesMut::with_capacity(pre_auth.map_or(64 * 1024, |c| c.min(4096)));
+    let deadline = tokio::time::Instant::now() + cfg.timings.binlog_auth_timeout;
     // Phase 1: the first bytes decide the wire format; the first message must be `auth <sid>`.
     let mut wire = match cfg.old_version {
         OldVersion::V30 => Some(Wire::V30),
         OldVersion::V23 => Some(Wire::V23),
         OldVersion::Auto => None,
     };
+    let mut decoder = wire.map(|w| Decoder::new(w, &cfg, pre_auth));
     let mut pending_first: Option<Msg> = None;
     let sid_at_auth;
     loop {
-        if let (None, Some(&b)) = (wire, buf.first()) {
+        if let (None, Some(&b)) = (&decoder, buf.first()) {
             wire = match b {
                 b'*' => Some(Wire::V23),
                 1 | 2 => Some(Wire::V30),
@@ -372,9 +444,10 @@ async fn handle(
                     return;
                 }
             };
+            decoder = wire.map(|w| Decoder::new(w, &cfg, pre_auth));
         }
-        if let Some(w) = wire {
-            match decode_one(w, &buf, cfg.max_frame) {
+        if let Some(d) = decoder.as_mut() {
+            match d.decode(&buf) {
                 Ok(Some((msg, used))) => {
                     buf.advance(used);
                     let current = *shared.sid.borrow();
@@ -402,13 +475,24 @@ async fn handle(
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    shared.reject(peer, &format!("undecodable first message: {e}"));
+                    let cap = match pre_auth {
+                        Some(c) => format!(" (before `auth` at most {c} bytes are accepted)"),
+                        None => String::new(),
+                    };
+                    shared.reject(peer, &format!("undecodable first message: {e}{cap}"));
                     return;
                 }
             }
         }
         let r = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => {
+                shared.reject(peer, &format!(
+                    "no `auth <sid>` within {:?} of connecting ({} bytes received; binlog_auth_timeout)",
+                    cfg.timings.binlog_auth_timeout, buf.len()
+                ));
+                return;
+            }
             r = sock.read_buf(&mut buf) => r,
         };
         match r {
@@ -424,6 +508,10 @@ async fn handle(
         }
     }
     let wire = wire.expect("decided above");
+    let mut decoder = decoder.expect("decided above");
+    decoder.authenticated(&cfg);
+    drop(permit);
+    buf.reserve(64 * 1024);
     // Phase 2: this connection becomes the active one (a newer one supersedes an older one).
     let token = CancellationToken::new();
     if let Some((old, tok)) = shared.active.lock().unwrap().replace((conn, token.clone())) {
@@ -441,7 +529,7 @@ async fn handle(
         conn,
         &mut sock,
         peer,
-        wire,
+        decoder,
         buf,
         pending_first,
         &token,
@@ -474,7 +562,7 @@ async fn stream_records(
     conn: u64,
     sock: &mut TcpStream,
     peer: SocketAddr,
-    wire: Wire,
+    mut decoder: Decoder,
     mut buf: BytesMut,
     first: Option<Msg>,
     token: &CancellationToken,
@@ -488,7 +576,7 @@ async fn stream_records(
         loop {
             let msg = match next.take() {
                 Some(m) => m,
-                None => match decode_one(wire, &buf, cfg.max_frame) {
+                None => match decoder.decode(&buf) {
                     Ok(Some((m, used))) => {
                         buf.advance(used);
                         m
