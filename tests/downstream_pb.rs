@@ -685,3 +685,36 @@ impl DumpPusher for Counting {
         pika_relay::downstream::dbsync::RsyncPusher::default().push(req)
     }
 }
+
+/// A MetaSync announcing a port that cannot have a port+1000 (the slave's rsync port) is refused
+/// with an error reply naming the port; the connection then serves nothing, and a well-formed
+/// MetaSync on a new connection is accepted.
+#[tokio::test]
+async fn meta_sync_with_an_out_of_range_port_is_refused() {
+    use pika_relay::formats::pb::StatusCode;
+    let journal = MemJournal::new(104_857_600, BinlogPos::default());
+    let relay = start_relay(journal.clone(), PbConfig::default(), None).await;
+    for port in [70_000, 65_000, 0, -5] {
+        let mut s = raw(&relay).await;
+        let mut m = meta(None);
+        m.meta_sync.as_mut().unwrap().node.port = port;
+        s.write_all(&frame(&m)).await.unwrap();
+        let r = one_response(&mut s).await;
+        assert_eq!(r.code, StatusCode::KError as i32, "port {port}");
+        let reply = r.reply.unwrap_or_default();
+        assert!(
+            reply.contains(&format!("announced port {port} is out of range")),
+            "{reply}"
+        );
+        // Not attached: the next request closes the connection.
+        s.write_all(&frame(&try_sync("db0", BinlogPos::default())))
+            .await
+            .unwrap();
+        assert!(closed(&mut s).await, "port {port}");
+    }
+    let mut s = raw(&relay).await;
+    let mut m = meta(None);
+    m.meta_sync.as_mut().unwrap().node.port = 64_535;
+    s.write_all(&frame(&m)).await.unwrap();
+    assert_eq!(one_response(&mut s).await.code, StatusCode::KOk as i32);
+}

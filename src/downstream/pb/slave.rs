@@ -172,6 +172,13 @@ impl<J: JournalSource> SlaveConn<J> {
                 return self.send(&r).await;
             }
         }
+        if let Err(why) = check_node_port(m.node.port) {
+            warn!(
+                "downstream: slave {}:{} (from {}) refused: {why}",
+                m.node.ip, m.node.port, self.peer
+            );
+            return self.send(&frames::error(Type::KMetaSync, &why)).await;
+        }
         let key = format!("{}:{}", m.node.ip, m.node.port);
         if let Some(old) = &self.key {
             if *old != key {
@@ -573,5 +580,21 @@ impl<J: JournalSource> SlaveConn<J> {
             }
         }
         Ok(more)
+    }
+}
+
+/// Highest base port a slave may announce: the relay pushes full syncs to its port+1000.
+pub const MAX_NODE_PORT: i32 = u16::MAX as i32 - 1000;
+
+/// Checks the port a slave announced in MetaSync (an `i32` on the wire) before it is used to
+/// derive the slave's rsync port (port+1000).
+pub fn check_node_port(port: i32) -> Result<u16, String> {
+    if (1..=MAX_NODE_PORT).contains(&port) {
+        Ok(port as u16)
+    } else {
+        Err(format!(
+            "announced port {port} is out of range: it must be 1..={MAX_NODE_PORT} (the relay \
+             pushes full syncs to port+1000); check the slave's `port` setting"
+        ))
     }
 }
