@@ -21,6 +21,8 @@ pub struct Config {
     pub rsync: RsyncSection,
     /// Prometheus endpoint.
     pub metrics: MetricsSection,
+    /// What to do with old commands a 3.x slave cannot replay faithfully.
+    pub translate: crate::translate::TranslateConfig,
 }
 
 /// `[relay]`

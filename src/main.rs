@@ -156,8 +156,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<String, String> = match cli.cmd {
         Cmd::Run(args) => {
-            let level = args.log_level.clone().unwrap_or_else(|| "info".into());
-            init_logs(&level);
+            init_logs(&args.log_filter());
             runtime().block_on(run::run(args)).map(|()| String::new())
         }
         Cmd::Demo { seconds, initial_keys, rate } => {

@@ -47,7 +47,7 @@ use crate::pipeline::{NewEntry, OldEntry};
 use serde::Deserialize;
 
 /// What to do with a command that cannot be replayed faithfully.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Forward it as logged (what a real Pika slave of the old master would do), with a warning.
@@ -55,13 +55,15 @@ pub enum Policy {
     Pass,
     /// Drop it, with a warning.
     Skip,
-    /// Refuse it: [`Translator::translate`] returns an error and the relay stops the stream.
+    /// Refuse it: [`Translator::translate`] returns an error naming the entry's upstream
+    /// position, and the relay stops (nothing of the entry is journaled, so after the operator
+    /// changes the policy a restart resumes exactly at it).
     Reject,
 }
 
-/// Translation settings.
+/// Translation settings (`[translate]` in the config file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TranslateConfig {
     /// `spop` (non-deterministic on replay).
     pub spop: Policy,
@@ -82,6 +84,8 @@ pub struct TranslateStats {
     pub skipped: u64,
     /// Non-replayable commands forwarded under [`Policy::Pass`].
     pub passed_unsafe: u64,
+    /// Entries refused under [`Policy::Reject`] (the relay stops at the first).
+    pub rejected: u64,
 }
 
 /// Why an entry was refused.
@@ -149,6 +153,8 @@ const RULES: &[(&str, Rule)] = &[
 pub struct Translator {
     cfg: TranslateConfig,
     stats: TranslateStats,
+    /// A copy of `stats` others can read while the translator runs on its own task.
+    shared: std::sync::Arc<std::sync::Mutex<TranslateStats>>,
 }
 
 impl Translator {
@@ -156,7 +162,7 @@ impl Translator {
     pub fn new(cfg: TranslateConfig) -> Self {
         Translator {
             cfg,
-            stats: TranslateStats::default(),
+            ..Translator::default()
         }
     }
 
@@ -165,9 +171,22 @@ impl Translator {
         self.stats
     }
 
+    /// A reader of the counters that stays valid after the translator moved to another task
+    /// (for `INFO` and `/metrics`); updated after every entry.
+    pub fn stats_reader(&self) -> impl Fn() -> TranslateStats + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || *shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Translates one entry. An empty result is normal (padding, skipped commands); the caller
     /// still advances its upstream position past the entry.
     pub fn translate(&mut self, e: &OldEntry) -> Result<Vec<NewEntry>, TranslateError> {
+        let r = self.translate_entry(e);
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = self.stats;
+        r
+    }
+
+    fn translate_entry(&mut self, e: &OldEntry) -> Result<Vec<NewEntry>, TranslateError> {
         self.stats.entries += 1;
         if let Some(m) = merge_sets(&e.commands) {
             self.stats.rewritten += 1;
@@ -233,6 +252,7 @@ impl Translator {
                     Ok(None)
                 }
                 Policy::Reject => {
+                    self.stats.rejected += 1;
                     tracing::error!(at = %e.start, cmd = %display_argv(argv, 32),
                         "translate: {what} refused (policy reject)");
                     Err(TranslateError::Rejected {

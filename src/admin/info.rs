@@ -45,6 +45,10 @@ pub struct RelayStatus {
     pub journal_bytes: u64,
     /// Bytes received by the running, or else the last, upstream full sync.
     pub fullsync_bytes: u64,
+    /// Old commands dropped by translation (policy `skip`, or malformed).
+    pub translate_skipped: u64,
+    /// Non-replayable old commands forwarded under policy `pass`.
+    pub translate_passed_unsafe: u64,
 }
 
 /// Bytes between two positions, counting whole files of `file_size` in between (Pika's lag).
@@ -56,7 +60,7 @@ pub fn lag_bytes(from: BinlogPos, to: BinlogPos, file_size: u64) -> u64 {
     (files * file_size + to.offset).saturating_sub(from.offset)
 }
 
-/// Renders `INFO [section]`. Sections: `replication`, `server`, `log`; `all`/none = every one.
+/// Renders `INFO [section]`. Sections: `replication`, `server`, `translate`, `log`; `all`/none = every one.
 pub fn render(section: &str, s: &RelayStatus) -> String {
     let section = section.to_ascii_lowercase();
     let all = section.is_empty() || section == "all" || section == "default";
@@ -71,6 +75,13 @@ pub fn render(section: &str, s: &RelayStatus) -> String {
     }
     if all || section == "replication" {
         replication(&mut out, s);
+    }
+    if all || section == "translate" {
+        let _ = write!(
+            out,
+            "# Translate\r\ntranslate_skipped:{}\r\ntranslate_passed_unsafe:{}\r\n\r\n",
+            s.translate_skipped, s.translate_passed_unsafe
+        );
     }
     if all || section == "log" {
         out.push_str("# Log\r\n");

@@ -86,6 +86,18 @@ pub fn render(s: &RelayStatus) -> String {
         &one(s.fullsync_bytes),
     );
     g(
+        "translate_skipped_total",
+        "old commands dropped by translation (policy skip, or malformed)",
+        "counter",
+        &one(s.translate_skipped),
+    );
+    g(
+        "translate_passed_unsafe_total",
+        "non-replayable old commands forwarded under policy pass",
+        "counter",
+        &one(s.translate_passed_unsafe),
+    );
+    g(
         "slaves",
         "downstream slaves attached",
         "gauge",

@@ -44,12 +44,32 @@ pub struct RunArgs {
     /// Log level or tracing filter (overrides relay.log_level).
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Policy for `spop` (overrides translate.spop): pass, skip or reject.
+    #[arg(long, value_enum)]
+    pub spop_policy: Option<crate::translate::Policy>,
+    /// Policy for `flushdb <type>` (overrides translate.flushdb_type): pass, skip or reject.
+    #[arg(long, value_enum)]
+    pub flushdb_type_policy: Option<crate::translate::Policy>,
     /// Skip the master checks of the pre-flight (ports and data dir are always checked).
     #[arg(long)]
     pub skip_master_check: bool,
 }
 
 impl RunArgs {
+    /// The log filter: `--log-level`, else the config file's `relay.log_level`, else `info`
+    /// (logging starts before the rest of the config is checked; a file that does not load is
+    /// reported by [`run`]).
+    pub fn log_filter(&self) -> String {
+        if let Some(l) = &self.log_level {
+            return l.clone();
+        }
+        self.config
+            .as_ref()
+            .and_then(|p| Config::load(p).ok())
+            .map(|c| c.relay.log_level)
+            .unwrap_or_else(|| "info".into())
+    }
+
     /// The config file (or defaults) with these flags applied.
     pub fn config(&self) -> Result<Config, ConfigError> {
         let mut c = match &self.config {
@@ -85,6 +105,12 @@ impl RunArgs {
         }
         if let Some(v) = &self.log_level {
             c.relay.log_level = v.clone();
+        }
+        if let Some(v) = self.spop_policy {
+            c.translate.spop = v;
+        }
+        if let Some(v) = self.flushdb_type_policy {
+            c.translate.flushdb_type = v;
         }
         c.validate()?;
         Ok(c)
@@ -124,4 +150,52 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         }
     }
     relay.shutdown().await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::Policy;
+
+    fn with_file(text: &str) -> (tempfile::TempDir, RunArgs) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("relay.toml");
+        std::fs::write(&p, text).unwrap();
+        let args = RunArgs {
+            config: Some(p),
+            ..RunArgs::default()
+        };
+        (dir, args)
+    }
+
+    #[test]
+    fn log_level_comes_from_the_file_unless_the_flag_is_given() {
+        let (_d, mut args) = with_file("[relay]\nlog_level = \"pika_relay=debug\"\n");
+        assert_eq!(args.log_filter(), "pika_relay=debug");
+        args.log_level = Some("warn".into());
+        assert_eq!(args.log_filter(), "warn");
+        assert_eq!(RunArgs::default().log_filter(), "info");
+    }
+
+    #[test]
+    fn translate_policies_come_from_the_file_and_the_flags() {
+        let (_d, mut args) = with_file(
+            "[upstream]\nmaster = \"10.0.0.5:9221\"\n[translate]\nspop = \"skip\"\nflushdb_type = \"reject\"\n",
+        );
+        let c = args.config().unwrap();
+        assert_eq!(
+            (c.translate.spop, c.translate.flushdb_type),
+            (Policy::Skip, Policy::Reject)
+        );
+        args.spop_policy = Some(Policy::Reject);
+        args.flushdb_type_policy = Some(Policy::Pass);
+        let c = args.config().unwrap();
+        assert_eq!(
+            (c.translate.spop, c.translate.flushdb_type),
+            (Policy::Reject, Policy::Pass)
+        );
+        let (_d, args) = with_file("[translate]\nspop = \"maybe\"\n");
+        let e = args.config().unwrap_err().0;
+        assert!(e.contains("maybe"), "{e}");
+    }
 }

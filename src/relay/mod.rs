@@ -22,7 +22,7 @@ use crate::downstream::registry::Registry;
 use crate::downstream::source::{JournalSource, RelayJournal};
 use crate::journal::{JournalConfig, JournalHandle, JournalWriter, RetentionConfig, SyncPolicy};
 use crate::rsync::receiver::{Limits, ModuleSpec, Receiver, ReceiverConfig};
-use crate::translate::{TranslateConfig, Translator};
+use crate::translate::Translator;
 use crate::upstream::{
     self, Durable, OldVersion, SessionState, Timings, UpstreamConfig, UpstreamStatus,
 };
@@ -241,10 +241,12 @@ impl Relay {
             .map_err(io_err("upstream binlog receiver on R+1000"))?;
         let binlog_addr = upstream_handle.binlog_addr;
         let events = upstream_handle.take_events();
+        let translator = Translator::new(cfg.translate);
+        let translate_stats = translator.stats_reader();
         let pump = tokio::spawn(pump::run(
             events,
             journal_handle,
-            Translator::new(TranslateConfig::default()),
+            translator,
             cancel.child_token(),
         ));
 
@@ -289,6 +291,9 @@ impl Relay {
             Arc::new(move || {
                 let mut st = status_of(&ustatus.borrow(), &source, &registry, &jdir);
                 st.fullsync_bytes = progress.load(std::sync::atomic::Ordering::Relaxed);
+                let t = translate_stats();
+                st.translate_skipped = t.skipped;
+                st.translate_passed_unsafe = t.passed_unsafe;
                 st
             })
         };
@@ -398,6 +403,7 @@ fn status_of(
         bytes_in: u.bytes,
         journal_bytes,
         fullsync_bytes: 0,
+        ..RelayStatus::default()
     }
 }
 
@@ -437,6 +443,12 @@ impl RelayHandle {
                     .unwrap_or_else(|| "-".into())
             ),
             Err(e) => error!("relay: journal close failed: {e}"),
+        }
+        // A translate policy stop is the root cause of the upstream's end: report it first.
+        if let Err(e) = closed.as_ref().map_err(|e| e.as_str()) {
+            if e.starts_with("translate:") {
+                return Err(RelayError::Stopped(e.to_string()));
+            }
         }
         if let Err(e) = up {
             warn!("relay: upstream ended with: {e}");

@@ -41,8 +41,14 @@ async fn feed(
                 let entries = match translator.translate(&e) {
                     Ok(v) => v,
                     Err(err) => {
-                        warn!("translate: entry {}..{} skipped: {err}", e.start, e.end);
-                        Vec::new()
+                        let why = format!(
+                            "translate: upstream entry {}..{} stops the relay: {err}; nothing of it \
+                             was journaled: change the [translate] policy (or the --*-policy flag) \
+                             to pass or skip and restart, which resumes at {}",
+                            e.start, e.end, e.start
+                        );
+                        error!("{why}");
+                        return Err(why);
                     }
                 };
                 if let Err(err) = journal.append(e.end, entries).await {

@@ -1,0 +1,143 @@
+//! Settings that must do what they say, checked on a whole relay (`Relay::start_tuned`) between
+//! an old-master double and the journal: translation policies (`skip` counted in INFO and
+//! /metrics, `reject` stops the relay at the entry's position).
+
+#[path = "support/net.rs"]
+mod net;
+
+use pika_relay::config::Config;
+use pika_relay::relay::{Relay, RelayHandle, Tuning};
+use pika_relay::sim::old_master::{
+    Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
+};
+use pika_relay::translate::Policy;
+use pika_relay::upstream::Timings;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const T: Duration = Duration::from_secs(60);
+
+async fn start_relay(
+    master: &OldMaster,
+    port: u16,
+    data: &std::path::Path,
+    set: impl FnOnce(&mut Config),
+) -> RelayHandle {
+    let mut cfg = Config::default();
+    cfg.upstream.master = master.addr().to_string();
+    cfg.relay.port = port;
+    cfg.relay.bind = "127.0.0.1".parse().unwrap();
+    cfg.relay.advertise_ip = "127.0.0.1".into();
+    cfg.relay.data_dir = data.to_path_buf();
+    cfg.metrics.listen = "127.0.0.1:0".into();
+    set(&mut cfg);
+    let tuning = Tuning {
+        upstream_timings: Some(Timings::fast()),
+        purge_interval: Some(Duration::from_millis(500)),
+    };
+    Relay::start_tuned(cfg, tuning).await.expect("relay starts")
+}
+
+async fn master() -> (tempfile::TempDir, OldMaster) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.path().join("master-dumps"));
+    mcfg.timings = MasterTimings::fast();
+    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+    let m = OldMaster::start(mcfg).await.unwrap();
+    (tmp, m)
+}
+
+async fn caught_up(relay: &RelayHandle, m: &OldMaster) {
+    let want = m.producer();
+    let ok = tokio::time::timeout(T, async {
+        while relay.status().upstream.position != want {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        ok.is_ok(),
+        "relay at {:?}, master at {want}",
+        relay.status().upstream
+    );
+}
+
+async fn info(relay: &RelayHandle, section: &str) -> String {
+    let mut c = tokio::net::TcpStream::connect(relay.ports.admin)
+        .await
+        .unwrap();
+    let cmd = format!("*2\r\n$4\r\ninfo\r\n${}\r\n{section}\r\n", section.len());
+    c.write_all(cmd.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 16384];
+    let n = c.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+async fn metrics(relay: &RelayHandle) -> String {
+    let mut m = tokio::net::TcpStream::connect(relay.ports.metrics.unwrap())
+        .await
+        .unwrap();
+    m.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    m.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn translate_policies_skip_counts_and_reject_stops_at_the_entry() {
+    let (tmp, m) = master().await;
+    m.write(&["set", "a", "1"]).unwrap();
+    m.write(&["sadd", "s", "x"]).unwrap();
+    let port = net::free_base(&[1000, 2000, 3000]);
+    let data = tmp.path().join("relay");
+
+    // skip: the entry is dropped, the stream goes on, the drop is counted where operators look.
+    let relay = start_relay(&m, port, &data, |c| c.translate.flushdb_type = Policy::Skip).await;
+    caught_up(&relay, &m).await;
+    m.write(&["flushdb", "string"]).unwrap();
+    m.write(&["set", "b", "2"]).unwrap();
+    caught_up(&relay, &m).await;
+    assert_eq!(relay.status().translate_skipped, 1);
+    let i = info(&relay, "translate").await;
+    assert!(i.contains("translate_skipped:1\r\n"), "{i}");
+    let t = metrics(&relay).await;
+    assert!(t.contains("pika_relay_translate_skipped_total 1\n"), "{t}");
+    relay.shutdown().await.unwrap();
+
+    // reject: the relay stops with the entry's upstream position; nothing of it is journaled.
+    let relay = start_relay(&m, port, &data, |c| {
+        c.translate.flushdb_type = Policy::Reject
+    })
+    .await;
+    caught_up(&relay, &m).await;
+    let at = m.producer();
+    m.write(&["flushdb", "hash"]).unwrap();
+    m.write(&["set", "c", "3"]).unwrap();
+    let stopped = tokio::time::timeout(T, async {
+        while !relay.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(stopped.is_ok(), "the relay must stop on a rejected entry");
+    assert_eq!(
+        relay.status().upstream.position,
+        at,
+        "nothing past the rejected entry"
+    );
+    let e = relay.shutdown().await.unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("upstream entry {at}.."))
+            && e.contains("refused by policy")
+            && e.contains("flushdb"),
+        "{e}"
+    );
+
+    // After the operator changes the policy, a restart resumes exactly at the rejected entry.
+    let relay = start_relay(&m, port, &data, |c| c.translate.flushdb_type = Policy::Pass).await;
+    caught_up(&relay, &m).await;
+    assert_eq!(relay.status().translate_passed_unsafe, 1);
+    relay.shutdown().await.unwrap();
+    m.shutdown();
+}
