@@ -294,6 +294,27 @@ impl Config {
         Ok(())
     }
 
+    /// The warning to log at start when the relay is open to anyone: no `downstream.requirepass`
+    /// while the listeners are not on loopback. Like a Pika master without `requirepass`, anyone
+    /// reaching R+2000 can then attach as a slave and make the relay push a full dump to an
+    /// address of their choosing, and read INFO on R. Pika's behaviour is kept (no refusal).
+    pub fn exposure_warning(&self) -> Option<String> {
+        if !self.downstream.requirepass.is_empty() || self.relay.bind.is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "SECURITY: downstream.requirepass is empty and the listeners bind {}: anyone who \
+             reaches port {} can attach as a new slave and make the relay push its full dump to \
+             any address it names. Set downstream.requirepass (--requirepass, the new slaves' \
+             masterauth) and bind to a private address (relay.bind / --bind), or firewall ports \
+             {}..{}",
+            self.relay.bind,
+            u32::from(self.relay.port) + 2000,
+            self.relay.port,
+            u32::from(self.relay.port) + 3000
+        ))
+    }
+
     /// The ip written into `trysync` and DBSync `info` files.
     pub fn advertise_ip(&self) -> String {
         if !self.relay.advertise_ip.is_empty() {
@@ -321,6 +342,28 @@ mod tests {
         d.relay.data_dir = "/var/lib/pika-relay".into();
         assert_eq!(c, d);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn an_open_relay_is_warned_about() {
+        let mut c = Config::default();
+        c.relay.port = 9301;
+        let w = c.exposure_warning().expect("0.0.0.0 without requirepass");
+        assert!(
+            w.contains("downstream.requirepass is empty")
+                && w.contains("0.0.0.0")
+                && w.contains("11301"),
+            "{w}"
+        );
+        c.relay.bind = "10.0.0.9".parse().unwrap();
+        assert!(c.exposure_warning().is_some());
+        c.downstream.requirepass = "sekret".into();
+        assert_eq!(c.exposure_warning(), None);
+        c.downstream.requirepass.clear();
+        c.relay.bind = "127.0.0.1".parse().unwrap();
+        assert_eq!(c.exposure_warning(), None);
+        c.relay.bind = "::1".parse().unwrap();
+        assert_eq!(c.exposure_warning(), None);
     }
 
     #[test]

@@ -107,6 +107,9 @@ impl Relay {
     /// sync), and serves new slaves.
     pub async fn start_tuned(cfg: Config, tuning: Tuning) -> Result<RelayHandle, RelayError> {
         cfg.validate()?;
+        if let Some(w) = cfg.exposure_warning() {
+            warn!("{w}");
+        }
         let data = cfg.relay.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(io_err("data dir"))?;
         let (jdir, dumps, staging) = (
