@@ -92,7 +92,8 @@ pub struct UpstreamSection {
 pub struct DownstreamSection {
     /// Password new slaves must send as `masterauth`; empty = none.
     pub requirepass: String,
-    /// `databases` of the new slaves (data flows in db0).
+    /// `databases` of the new slaves: must be 1 (the old keyspace flows into db0; there is no
+    /// source for other databases, so more are refused at start).
     pub databases: u32,
     /// Items in flight per slave (Pika's `sync-window-size`).
     pub window_items: usize,
@@ -276,9 +277,11 @@ impl Config {
                 ));
             }
         }
-        if self.downstream.databases == 0 || self.downstream.databases > 8 {
+        if self.downstream.databases != 1 {
             return e(format!(
-                "downstream.databases = {}: Pika allows 1..8",
+                "downstream.databases = {}: the relay carries one old keyspace into db0 and has no \
+                 source for other databases (it would serve db0's data to each of them), so only 1 \
+                 is accepted: set `databases 1` on the new slaves",
                 self.downstream.databases
             ));
         }
@@ -373,6 +376,13 @@ mod tests {
         let mut c = Config::default();
         assert!(c.validate().unwrap_err().0.contains("--master"));
         c.upstream.master = "m:1".into();
+        c.downstream.databases = 2;
+        let e = c.validate().unwrap_err().0;
+        assert!(
+            e.contains("downstream.databases = 2") && e.contains("only 1"),
+            "{e}"
+        );
+        c.downstream.databases = 1;
         c.journal.binlog_file_size = 10;
         assert!(c
             .validate()

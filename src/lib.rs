@@ -14,6 +14,7 @@
 //! - [`admin`]: the relay's own port R (probes, PING, AUTH, INFO) and the metrics endpoint.
 //! - [`relay`]: the parts wired into one relay; pre-flight checks.
 //! - [`config`]: the TOML settings and their defaults.
+//! - [`net`]: socket options of the listeners and replication links.
 //! - [`sim`]: faithful doubles of an old Pika master and a new Pika slave, for tests and `demo`.
 //! - [`cli`]: the offline tools behind `pika-relay inspect` and `pika-relay seed-manifest`.
 #![warn(missing_docs)]
@@ -25,6 +26,7 @@ pub mod downstream;
 pub mod dump;
 pub mod formats;
 pub mod journal;
+pub mod net;
 pub mod pipeline;
 pub mod relay;
 pub mod rsync;

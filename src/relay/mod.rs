@@ -280,9 +280,8 @@ impl Relay {
             })),
             cancel: cancel.clone(),
         });
-        let pb_listener = TcpListener::bind(at(2000))
-            .await
-            .map_err(io_err("replication port R+2000"))?;
+        let pb_listener =
+            crate::net::listen(at(2000)).map_err(io_err("replication port R+2000"))?;
         let replication_addr = pb_listener.local_addr().map_err(io_err("R+2000"))?;
         listeners.push(tokio::spawn(pb::serve(pb_listener, shared)));
 
@@ -300,9 +299,7 @@ impl Relay {
                 st
             })
         };
-        let admin_listener = TcpListener::bind(at(0))
-            .await
-            .map_err(io_err("admin port R"))?;
+        let admin_listener = crate::net::listen(at(0)).map_err(io_err("admin port R"))?;
         let admin_addr = admin_listener.local_addr().map_err(io_err("R"))?;
         let pass =
             (!cfg.downstream.requirepass.is_empty()).then(|| cfg.downstream.requirepass.clone());

@@ -63,7 +63,7 @@ pub fn check_data_dir(dir: &Path, min_free: u64) -> Result<u64, PreflightError> 
     std::fs::write(&probe, b"ok")
         .map_err(|e| PreflightError(format!("data dir {}: not writable: {e}", dir.display())))?;
     let _ = std::fs::remove_file(&probe);
-    let free = free_bytes(dir).unwrap_or(u64::MAX);
+    let free = free_bytes(dir)?;
     if free < min_free {
         return Err(PreflightError(format!(
             "data dir {} has {} MiB free, at least {} MiB needed (journal retention + one dump); free space or point --data-dir elsewhere",
@@ -75,19 +75,16 @@ pub fn check_data_dir(dir: &Path, min_free: u64) -> Result<u64, PreflightError> 
     Ok(free)
 }
 
-fn free_bytes(dir: &Path) -> Option<u64> {
-    let out = std::process::Command::new("df")
-        .arg("-Pk")
-        .arg(dir)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().nth(1)?;
-    line.split_whitespace()
-        .nth(3)?
-        .parse::<u64>()
-        .ok()
-        .map(|k| k * 1024)
+/// Bytes available to an unprivileged user on the file system holding `dir` (`statvfs`:
+/// `f_bavail × f_frsize`). A failed `statvfs` is an error, never a pass.
+pub fn free_bytes(dir: &Path) -> Result<u64, PreflightError> {
+    let st = rustix::fs::statvfs(dir).map_err(|e| {
+        PreflightError(format!(
+            "data dir {}: cannot read the free space (statvfs): {e}; check the path and its mount",
+            dir.display()
+        ))
+    })?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// A minimal RESP client for the checks.
@@ -279,6 +276,133 @@ mod tests {
             .unwrap_err()
             .0
             .contains("cannot create"));
+    }
+
+    #[test]
+    fn free_space_comes_from_statvfs_and_a_failure_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let free = free_bytes(d.path()).unwrap();
+        assert!(free > 0);
+        // Agrees with df (same file system, a moment apart: within 5 % or 64 MiB).
+        let out = std::process::Command::new("df")
+            .arg("-Pk")
+            .arg(d.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let df: u64 = text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024;
+        let diff = free.abs_diff(df);
+        assert!(diff <= (df / 20).max(64 << 20), "statvfs {free} vs df {df}");
+        let missing = d.path().join("no-such-dir");
+        let e = free_bytes(&missing).unwrap_err().0;
+        assert!(e.contains("statvfs") && e.contains("no-such-dir"), "{e}");
+    }
+
+    /// A fake old master answering the pre-flight's commands: `info log` with the text recorded
+    /// from a real master (the second time with the binlog `grown` bytes further), `config get
+    /// binlog-file-size` and `info data` (`db_size`, not in the recordings: constructed).
+    async fn recorded_master(info_log: String, grown: u64, db_size: u64) -> SocketAddr {
+        use crate::formats::resp::parse_argv;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut calls = 0;
+            loop {
+                while let Ok(Some((argv, used))) = parse_argv(&buf) {
+                    buf.drain(..used);
+                    let cmd: Vec<String> = argv
+                        .iter()
+                        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+                        .collect();
+                    let bulk = |t: &str| format!("${}\r\n{t}\r\n", t.len());
+                    let reply = match cmd.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                        ["info", "log"] => {
+                            calls += 1;
+                            let mut t = info_log.clone();
+                            if calls > 1 {
+                                let (f, o) = field(&info_log, "binlog_offset:")
+                                    .unwrap()
+                                    .split_once(' ')
+                                    .unwrap();
+                                let o: u64 = o.parse().unwrap();
+                                t = t.replace(
+                                    &format!("binlog_offset:{f} {o}"),
+                                    &format!("binlog_offset:{f} {}", o + grown),
+                                );
+                            }
+                            bulk(&t)
+                        }
+                        ["config", "get", "binlog-file-size"] => {
+                            format!("*2\r\n{}{}", bulk("binlog-file-size"), bulk("104857600"))
+                        }
+                        ["info", "data"] => bulk(&format!("# Data\r\ndb_size:{db_size}\r\n")),
+                        _ => "-ERR unexpected\r\n".to_string(),
+                    };
+                    s.write_all(reply.as_bytes()).await.unwrap();
+                }
+                let mut chunk = [0u8; 4096];
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        addr
+    }
+
+    fn recorded(version: &str) -> String {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/vectors")
+            .join(version)
+            .join("master-info-log.txt");
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[tokio::test]
+    async fn master_check_reads_the_recorded_info_log_of_3_0_16_and_2_3_6() {
+        for (version, offset) in [("pika-3.0.16", 227_652), ("pika-2.3.6", 228_904)] {
+            // A quiet master with a small dump: facts read, no warning.
+            let mut cfg = Config::default();
+            cfg.upstream.master = recorded_master(recorded(version), 0, 1 << 20)
+                .await
+                .to_string();
+            let f = check_master(&cfg, Duration::from_millis(100), 100e6)
+                .await
+                .unwrap();
+            assert_eq!(f.binlog_offset, Some((0, offset)), "{version}");
+            assert_eq!(f.expire_logs_nums, Some(10), "{version}");
+            assert_eq!(f.binlog_file_size, Some(104_857_600), "{version}");
+            assert_eq!(f.write_rate, Some(0.0), "{version}");
+            assert!(f.warnings.is_empty(), "{version}: {:?}", f.warnings);
+
+            // Writing 100 MiB/s with a 1 TiB dump: 10 files last ~10 s, the sync ~3 h: warned.
+            cfg.upstream.master = recorded_master(recorded(version), 10 << 20, 1 << 40)
+                .await
+                .to_string();
+            let f = check_master(&cfg, Duration::from_millis(100), 100e6)
+                .await
+                .unwrap();
+            let rate = f.write_rate.unwrap();
+            assert!((rate - 104_857_600.0).abs() < 1.0, "{version}: {rate}");
+            assert_eq!(f.warnings.len(), 1, "{version}: {:?}", f.warnings);
+            assert!(
+                f.warnings[0].contains("keeps 10 binlog files")
+                    && f.warnings[0].contains("raise expire-logs-nums"),
+                "{version}: {}",
+                f.warnings[0]
+            );
+        }
     }
 
     #[tokio::test]

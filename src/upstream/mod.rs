@@ -167,7 +167,7 @@ pub async fn start(
     durable: watch::Receiver<Durable>,
     full_sync: Arc<dyn FullSyncReceiver>,
 ) -> std::io::Result<UpstreamHandle> {
-    let listener = tokio::net::TcpListener::bind(config.binlog_listen_addr()).await?;
+    let listener = crate::net::listen(config.binlog_listen_addr())?;
     start_with_listener(config, durable, full_sync, listener).await
 }
 

@@ -271,7 +271,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: 
                     drop(sock);
                     continue;
                 };
-                let _ = sock.set_nodelay(true);
+                if let Err(e) = crate::net::replication_link(&sock) {
+                    tracing::debug!("binlog connection from {peer}: socket options: {e}");
+                }
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move { handle(shared, sock, peer, permit, shutdown).await });

@@ -111,7 +111,7 @@ pub async fn serve<J: JournalSource>(listener: TcpListener, shared: Arc<Shared<J
             _ = shared.cancel.cancelled() => break,
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
+                    let _ = crate::net::replication_link(&stream);
                     tokio::spawn(slave::run(stream, peer, shared.clone()));
                 }
                 Err(e) => {
