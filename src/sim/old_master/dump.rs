@@ -2,8 +2,9 @@
 //!
 //! Delivery is behind [`DumpDelivery`]. [`CopyDelivery`] copies the dump into a directory (the
 //! relay's staging directory), type directories first and `info` last, atomically (temp file +
-//! rename), as the master's rsync pushes do. Pushing with the real `rsync` client into the
-//! relay's port R+3000 is the next step, once the embedded rsync receiver exists.
+//! rename), as the master's rsync pushes do. [`RsyncCliDelivery`] runs the real `rsync` client
+//! into the relay's port R+3000 with the master's command lines (checked against the recorded
+//! 3.0.16 pushes by `tests/sim_vectors.rs`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -149,7 +150,11 @@ impl DumpDelivery for RsyncCliDelivery {
                         false,
                     )?;
                 }
-                for t in &types {
+                // The `--delete` passes go in the master's fixed type order (the copy passes
+                // above follow its directory listing, which is file-system order).
+                let mut deletes = types.clone();
+                deletes.sort_by_key(|t| delete_rank(t));
+                for t in &deletes {
                     push(
                         format!("{}/", dump.join(t).display()),
                         &format!("{t}/"),
@@ -162,6 +167,22 @@ impl DumpDelivery for RsyncCliDelivery {
             .map_err(|e| io::Error::other(e.to_string()))?
         })
     }
+}
+
+/// Position of a type directory in the master's `--delete` pass order (3.0.16 and 2.3.6 as
+/// recorded: strings/kv, hashes/hash, lists/list, sets/set, zsets/zset; unknown names last).
+fn delete_rank(t: &str) -> usize {
+    const ORDER: [&[&str]; 5] = [
+        &["strings", "kv"],
+        &["hashes", "hash"],
+        &["lists", "list"],
+        &["sets", "set"],
+        &["zsets", "zset"],
+    ];
+    ORDER
+        .iter()
+        .position(|names| names.contains(&t))
+        .unwrap_or(ORDER.len())
 }
 
 /// Pushes with the relay's embedded rsync sender (same order and module as
