@@ -26,7 +26,7 @@ mod support;
 use pika_relay::formats::BinlogPos;
 use pika_relay::sim::new_slave::DbState;
 use pika_relay::sim::old_master::{
-    unix_now, EmbeddedRsyncDelivery, Flavor, MasterTimings, OldMaster, OldMasterConfig,
+    unix_now, EmbeddedRsyncDelivery, Flavor, OldMaster, OldMasterConfig,
 };
 use pika_relay::sim::workload;
 use pika_relay::upstream::{
@@ -109,7 +109,7 @@ struct Run {
 
 async fn master(dir: &std::path::Path) -> OldMaster {
     let mut c = OldMasterConfig::new(Flavor::V30, dir.join("master-dumps"));
-    c.timings = MasterTimings::fast();
+    c.timings = master_timings();
     c.delivery = Some(Arc::new(EmbeddedRsyncDelivery));
     OldMaster::start(c).await.unwrap()
 }
@@ -224,14 +224,14 @@ async fn baseline(n: u64) -> Run {
     .await
     .unwrap();
     let mut events = h.take_events();
-    let count = Arc::new(AtomicU64::new(0));
+    let last_end = Arc::new(Mutex::new(BinlogPos::default()));
     let keys: Arc<Mutex<std::collections::HashSet<Vec<u8>>>> = Arc::default();
     {
-        let (count, keys) = (count.clone(), keys.clone());
+        let (last_end, keys) = (last_end.clone(), keys.clone());
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 if let UpstreamEvent::Entry(e) = ev {
-                    count.fetch_add(e.commands.len() as u64, Ordering::Relaxed);
+                    *last_end.lock().unwrap() = e.end;
                     for c in &e.commands {
                         if c.len() > 1 && c[1].starts_with(b"probe:") {
                             keys.lock().unwrap().insert(c[1].clone());
@@ -259,11 +259,10 @@ async fn baseline(n: u64) -> Run {
     // The last probe is written after every other entry and arrives in order: once every probe
     // was seen, the consumer has the whole workload.
     let secs = t0.elapsed().as_secs_f64();
-    let got = count.load(Ordering::Relaxed);
-    assert!(
-        got >= d.written,
-        "baseline consumer saw {got} of {} entries",
-        d.written
+    let (got, want) = (*last_end.lock().unwrap(), m.producer());
+    assert_eq!(
+        got, want,
+        "baseline consumer stopped at {got}, the master's binlog ends at {want}"
     );
     let _ = h.shutdown().await;
     m.shutdown();

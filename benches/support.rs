@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use pika_relay::sim::new_slave::{NewSlave, NewSlaveConfig, RsyncDaemonKind};
+use pika_relay::sim::old_master::MasterTimings;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,6 +65,19 @@ pub fn spawn_relay_with(
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("spawn pika-relay run")
+}
+
+/// The master double's timers: fast, except the heartbeat idle limits, which stay Pika's (20 s /
+/// 30 s): the relay process runs Pika's own timers (a ping every second), and with the 1 s idle
+/// limit of the fast timers a loaded machine makes the master drop the heartbeat every few
+/// seconds, so the bench would measure re-trysyncs instead of the stream.
+pub fn master_timings() -> MasterTimings {
+    let d = MasterTimings::default();
+    MasterTimings {
+        hb_idle: d.hb_idle,
+        hb_stage1_limit: d.hb_stage1_limit,
+        ..MasterTimings::fast()
+    }
 }
 
 /// Resident memory of a process in bytes.
