@@ -366,7 +366,11 @@ async fn through_relay(n: u64, spec: Spec) -> Run {
                 .is_some_and(|t| t.contains("master_link_status:up"))
         })
         .await;
-        assert!(linked, "relay never linked to the master: see {}", log.display());
+        assert!(
+            linked,
+            "relay never linked to the master: see {}",
+            log.display()
+        );
     } else {
         for i in 0..spec.slaves {
             slaves.push(slave(port, &tmp.path().join(format!("slave{i}"))).await);

@@ -142,7 +142,11 @@ pub fn cpu_secs(pid: u32) -> f64 {
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the state.
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
     (ticks(11) + ticks(12)) / clock_ticks()
 }
 
@@ -162,10 +166,7 @@ fn clock_ticks() -> f64 {
 /// compete with the doubles' runtime). `None` when the relay does not answer.
 pub fn info(stream: &mut std::net::TcpStream, section: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let req = format!(
-        "*2\r\n$4\r\nINFO\r\n${}\r\n{section}\r\n",
-        section.len()
-    );
+    let req = format!("*2\r\n$4\r\nINFO\r\n${}\r\n{section}\r\n", section.len());
     stream.write_all(req.as_bytes()).ok()?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
