@@ -1,8 +1,10 @@
 //! Crash harness: a continuous workload flows from the old-master double through a relay
 //! **process** to K new-slave doubles; the relay is killed with SIGKILL at random moments and
 //! restarted on the same data directory. At the end every slave must hold exactly the master's
-//! data. Reports runs, restarts, upstream full syncs after the first, and divergences; exits
-//! non-zero on any divergence.
+//! data, each slave must have full-synced exactly once (when it first attached, before the kills
+//! began) and the relay must have taken exactly one full sync from upstream (its first start):
+//! a restart resumes both links from the journal. Exits non-zero on any divergence or any
+//! other count of full syncs.
 //!
 //! `cargo bench --bench relay_crash` (CRASH_RUNS=8 CRASH_SLAVES=2 CRASH_SEED=<u64>)
 
@@ -11,7 +13,7 @@ mod support;
 
 use pika_relay::sim::new_slave::DbState;
 use pika_relay::sim::old_master::{
-    unix_now, EmbeddedRsyncDelivery, Flavor, MasterTimings, OldMaster, OldMasterConfig,
+    unix_now, EmbeddedRsyncDelivery, Flavor, OldMaster, OldMasterConfig,
 };
 use pika_relay::sim::workload;
 use rand::{Rng, SeedableRng};
@@ -35,17 +37,33 @@ fn main() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let tmp = tempfile::tempdir().unwrap();
         let mut mc = OldMasterConfig::new(Flavor::V30, tmp.path().join("master-dumps"));
-        mc.timings = MasterTimings::fast();
+        mc.timings = master_timings();
         mc.delivery = Some(Arc::new(EmbeddedRsyncDelivery));
         let master = Arc::new(OldMaster::start(mc).await.unwrap());
         let port = free_base(&[1000, 2000, 3000]);
         let data = tmp.path().join("relay");
         let log = |i: u64| tmp.path().join(format!("relay-{i}.log"));
         let mut child = spawn_relay(&master.addr().to_string(), port, &data, &log(0));
+        // The slaves attach once the relay has its first dump (epoch 1), and the kills start once
+        // they all stream: from then on no full sync is expected on either side.
+        let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let linked = wait_until(Duration::from_secs(60), || {
+            std::net::TcpStream::connect(admin)
+                .ok()
+                .and_then(|mut c| info(&mut c, "replication"))
+                .is_some_and(|t| t.contains("master_link_status:up"))
+        })
+        .await;
+        assert!(linked, "the relay never linked to the master: see {}", log(0).display());
         let mut slaves = Vec::new();
         for i in 0..k {
             slaves.push(slave(port, &tmp.path().join(format!("slave{i}"))).await);
         }
+        let attached = wait_until(Duration::from_secs(60), || {
+            slaves.iter().all(|s| s.view().state == DbState::Connected)
+        })
+        .await;
+        assert!(attached, "the slaves did not attach: see {}", log(0).display());
         // Continuous writes of every data type.
         let stop = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicU64::new(0));
@@ -96,13 +114,22 @@ fn main() {
             written.load(Ordering::Relaxed),
             want.len()
         );
+        let mut ok = divergent == 0;
+        if full_syncs.iter().any(|&f| f != 1) {
+            println!("relay_crash: FAILED: every slave should have full-synced exactly once (before the kills), got {full_syncs:?}");
+            ok = false;
+        }
+        if upstream_full_syncs != 1 {
+            println!("relay_crash: FAILED: the relay took {upstream_full_syncs} full syncs from upstream, 1 expected (its first start)");
+            ok = false;
+        }
         let _ = child.kill();
         let _ = child.wait();
         for s in slaves {
             s.stop().await;
         }
         master.shutdown();
-        divergent == 0
+        ok
     });
     if !ok {
         std::process::exit(1);

@@ -2,6 +2,7 @@
 //! driven by the relay's [`Journal`](crate::journal::Journal) ([`RelayJournal`]) and, in unit
 //! tests, by anything that holds 3.x items.
 
+use crate::downstream::fanout::{Fanout, FanoutCursor};
 use crate::formats::BinlogPos;
 use crate::journal::{CursorError, Journal, Synced};
 use std::future::Future;
@@ -26,8 +27,8 @@ pub enum Located {
 /// One journal item as the downstream sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalItem {
-    /// The encoded 3.x binlog item (34-byte header + RESP).
-    pub bytes: Vec<u8>,
+    /// The encoded 3.x binlog item (34-byte header + RESP), shared by every slave sent it.
+    pub bytes: bytes::Bytes,
     /// Where the item begins.
     pub start: BinlogPos,
     /// Where it ends: what is sent as `binlog_offset` and what the slave acks.
@@ -92,37 +93,45 @@ pub fn item_logic_id(bytes: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// The relay's journal with the directory of received dumps (`<dumps>/epoch-<n>`).
+/// The relay's journal with the directory of received dumps (`<dumps>/epoch-<n>`), read by the
+/// slaves through one shared [`Fanout`].
 #[derive(Clone)]
 pub struct RelayJournal {
     /// The journal.
     pub journal: Journal,
     /// Where dumps received from the old master are promoted.
     pub dumps: PathBuf,
+    fanout: Fanout,
 }
 
 impl RelayJournal {
+    /// The journal served through a new [`Fanout`] (starts its reader task: call inside a tokio
+    /// runtime; it stops when the last clone is dropped).
+    pub fn new(journal: Journal, dumps: PathBuf) -> RelayJournal {
+        RelayJournal {
+            fanout: Fanout::start(journal.clone()),
+            journal,
+            dumps,
+        }
+    }
+
+    /// The shared tail reader.
+    pub fn fanout(&self) -> &Fanout {
+        &self.fanout
+    }
+
     /// The directory of epoch `n`'s dump.
     pub fn epoch_dir(dumps: &std::path::Path, n: u64) -> PathBuf {
         dumps.join(format!("epoch-{n}"))
     }
 }
 
-/// Cursor over the relay's journal.
-pub struct RelayCursor(crate::journal::Cursor);
+/// Cursor over the relay's journal (through the shared [`Fanout`]).
+pub struct RelayCursor(FanoutCursor);
 
 impl JournalCursor for RelayCursor {
     async fn try_next(&mut self) -> io::Result<Option<JournalItem>> {
-        match self.0.try_next().await {
-            Ok(Some(it)) => Ok(Some(JournalItem {
-                logic_id: item_logic_id(&it.item),
-                bytes: it.item,
-                start: it.start,
-                end: it.end,
-            })),
-            Ok(None) => Ok(None),
-            Err(e) => Err(io::Error::other(e.to_string())),
-        }
+        self.0.try_next().await
     }
 }
 
@@ -146,14 +155,12 @@ impl JournalSource for RelayJournal {
     }
 
     fn open(&self, pos: BinlogPos) -> io::Result<RelayCursor> {
-        self.journal
-            .cursor(pos)
-            .map(RelayCursor)
-            .map_err(|e| io::Error::other(e.to_string()))
+        self.fanout.cursor(pos).map(RelayCursor)
     }
 
+    /// The fan-out's view of the synced state: advanced once its items are readable through it.
     fn watch(&self) -> watch::Receiver<Synced> {
-        self.journal.watch()
+        self.fanout.watch()
     }
 
     fn dump_dir(&self, epoch: u64) -> Option<PathBuf> {

@@ -4,7 +4,8 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | [`writer`] | [`JournalWriter`] (synchronous core: append, rotate, group commit, manifest) and [`JournalHandle`] (the same on its own thread, fed by a channel) |
+//! | [`writer`] | [`JournalWriter`] (synchronous core: append, rotate, group commit) and [`JournalHandle`] (the same on its own thread, fed by a channel) |
+//! | `syncer` | durability beside the appends: `fdatasync`, meta, manifest and the [`Synced`] watch, on a thread of its own under a [`JournalHandle`] |
 //! | [`meta`] | `relay-meta`: upstream position of the last accepted entry, epoch and `J_e`, journal end |
 //! | [`recovery`] | reopening after a crash: cut the unaccepted tail, check the files against meta |
 //! | [`cursor`] | readers from any position that follow the tail, reading from disk |
@@ -14,7 +15,10 @@
 //! # Durability contract
 //! An append is *accepted* when its items are in the data file, the file is `fdatasync`ed, and
 //! then the meta record naming the new journal end and the entry's upstream end position is
-//! stored (its own `fdatasync`). Only then does the [`Synced`] watch advance. Downstream sends
+//! stored (its own `fdatasync`). Only then does the [`Synced`] watch advance. Under a
+//! [`JournalHandle`] this happens on a syncer thread while the writer keeps appending: a sync
+//! covers what was appended when it was requested, and appends never wait for it (unless 64 MiB
+//! are not durable yet). Downstream sends
 //! only items below `Synced::end`; upstream resumes `trysync` from `Synced::upstream`. On reopen
 //! everything past meta's `end` is cut off (it was never acknowledged to anyone), so no accepted
 //! entry is lost and no entry is present twice. The `manifest` is derived (written after each
@@ -33,6 +37,7 @@ pub mod files;
 pub mod meta;
 pub mod recovery;
 pub mod retention;
+mod syncer;
 pub mod writer;
 
 pub use cursor::{Cursor, CursorError, CursorItem};
@@ -56,7 +61,8 @@ pub const DEFAULT_BINLOG_FILE_SIZE: u64 = 104_857_600;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncPolicy {
-    /// Sync after every append (one old entry).
+    /// Sync after every append message (one old entry, or one batch of them from `append_many`);
+    /// with a syncer thread, syncs run back to back and each covers every append before it.
     Always,
     /// Group commit: sync once `max_entries` items are unsynced or the oldest unsynced append is
     /// `max_delay_ms` old, whichever comes first.

@@ -1,10 +1,12 @@
 //! The append side: [`JournalWriter`] (synchronous, owns the files) and [`JournalHandle`] (a
-//! writer on its own thread, fed through a bounded channel, with group commit).
+//! writer on its own thread, fed through a bounded channel, with group commit by a syncer thread
+//! beside it, see [`syncer`](super::syncer)).
 
 use super::files::data_path;
-use super::meta::{sync_dir, Meta, MetaFile};
-use super::recovery::{self, manifest_of, Recovery};
-use super::{retention, Journal, JournalConfig, JournalError, Shared, SyncPolicy, Synced};
+use super::meta::{sync_dir, Meta};
+use super::recovery::{self, Recovery};
+use super::syncer::{Committer, SyncReq, Syncer};
+use super::{Journal, JournalConfig, JournalError, Shared, SyncPolicy, Synced};
 use crate::formats::item::BinlogItem;
 use crate::formats::record::encode_record;
 use crate::formats::record::BLOCK_SIZE;
@@ -13,7 +15,6 @@ use crate::pipeline::NewEntry;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,13 +23,27 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// Bytes buffered in memory before they are written to the file.
 const WRITE_BUF: usize = 1 << 20;
 
+/// Bytes written but not yet durable at most before appends wait for the syncer (a slow disk
+/// slows the upstream reader instead of growing the page cache without bound).
+const MAX_UNSYNCED: u64 = 64 << 20;
+
+/// Entries taken from the channel at most before the writer looks at the sync policy again.
+const APPEND_BATCH: usize = 256;
+
 /// The journal's single writer. Appends are buffered and written; [`JournalWriter::sync`] makes
-/// them durable and accepted. Dropping it without `sync` loses the unsynced appends exactly as a
-/// crash would (which the tests use).
+/// them durable and accepted ([`JournalWriter::request_sync`] only asks the syncer to). Dropping
+/// it without `sync` loses the unsynced appends exactly as a crash would (which the tests use).
 #[derive(Debug)]
 pub struct JournalWriter {
     shared: Arc<Shared>,
-    file: File,
+    file: Arc<File>,
+    /// Files rotated away since the last sync request (their tails are not durable yet).
+    rotated_files: Vec<Arc<File>>,
+    syncer: Arc<Syncer>,
+    /// Generation of the last sync request.
+    gen: u64,
+    /// Bytes of records produced since open.
+    produced: u64,
     filenum: u32,
     /// Producer offset (bytes written plus buffered).
     offset: u64,
@@ -39,9 +54,8 @@ pub struct JournalWriter {
     upstream: Option<BinlogPos>,
     epoch: u64,
     epoch_start: BinlogPos,
-    meta: MetaFile,
-    manifest: File,
     unsynced_items: u64,
+    unsynced_bytes: u64,
     unsynced_since: Option<Instant>,
     dirty: bool,
     rotated: bool,
@@ -74,9 +88,21 @@ impl JournalWriter {
             purge_lock: Mutex::new(()),
             failure: Mutex::new(None),
         });
+        let syncer = Arc::new(Syncer::new(
+            Committer {
+                shared: shared.clone(),
+                meta: o.meta,
+                manifest: o.manifest,
+            },
+            0,
+        ));
         let w = JournalWriter {
             shared,
-            file: o.file,
+            file: Arc::new(o.file),
+            rotated_files: Vec::new(),
+            syncer,
+            gen: 0,
+            produced: 0,
             filenum: m.end.filenum,
             offset: m.end.offset,
             buf: Vec::with_capacity(WRITE_BUF + 65536),
@@ -86,9 +112,8 @@ impl JournalWriter {
             upstream: m.upstream,
             epoch: m.epoch,
             epoch_start: m.epoch_start,
-            meta: o.meta,
-            manifest: o.manifest,
             unsynced_items: 0,
+            unsynced_bytes: 0,
             unsynced_since: None,
             dirty: false,
             rotated: false,
@@ -148,7 +173,10 @@ impl JournalWriter {
             pos: before,
         };
         let payload = item.encode(&self.scratch);
+        let start = self.offset;
         self.offset = encode_record(self.offset, &payload, exec_time, &mut self.buf);
+        self.produced += self.offset - start;
+        self.unsynced_bytes += self.offset - start;
         self.logic_id += 1;
         self.entries += 1;
         self.unsynced_items += 1;
@@ -159,52 +187,56 @@ impl JournalWriter {
     }
 
     /// Makes everything appended durable, stores meta, updates the manifest and publishes the
-    /// new [`Synced`] state. Runs retention after a rotation.
+    /// new [`Synced`] state (waiting for it). Runs retention after a rotation.
     pub fn sync(&mut self) -> Result<Synced, JournalError> {
-        if !self.dirty {
-            return Ok(*self.shared.state.borrow());
+        if self.dirty {
+            self.request()?;
         }
+        self.syncer.wait_done(self.gen)?;
+        Ok(*self.shared.state.borrow())
+    }
+
+    /// Hands everything appended so far to the syncer without waiting for it (the syncer
+    /// thread of a [`JournalHandle`] commits it; a bare writer commits on its next
+    /// [`sync`](Self::sync)). Waits only when more than 64 MiB are not durable yet.
+    pub fn request_sync(&mut self) -> Result<(), JournalError> {
+        if self.dirty {
+            self.request()?;
+        }
+        self.syncer.wait_room(self.produced, MAX_UNSYNCED)
+    }
+
+    /// Whether so much is appended since the last request that it should go now whatever the
+    /// policy says (big values under a high `max_entries`).
+    fn over_unsynced_limit(&self) -> bool {
+        self.dirty && self.unsynced_bytes >= MAX_UNSYNCED / 4
+    }
+
+    fn request(&mut self) -> Result<(), JournalError> {
         self.flush_buf()?;
-        let name = || {
-            data_path(&self.shared.cfg.dir, self.filenum)
-                .display()
-                .to_string()
+        let mut files = std::mem::take(&mut self.rotated_files);
+        files.push(self.file.clone());
+        self.gen += 1;
+        let req = SyncReq {
+            gen: self.gen,
+            files,
+            meta: Meta {
+                seq: 0,
+                end: self.position(),
+                logic_id: self.logic_id,
+                upstream: self.upstream,
+                epoch: self.epoch,
+                epoch_start: self.epoch_start,
+                entries: self.entries,
+            },
+            produced: self.produced,
+            purge: std::mem::take(&mut self.rotated),
         };
-        self.file
-            .sync_data()
-            .map_err(|e| JournalError::io(format!("sync {}", name()), e))?;
-        let meta = Meta {
-            seq: 0,
-            end: self.position(),
-            logic_id: self.logic_id,
-            upstream: self.upstream,
-            epoch: self.epoch,
-            epoch_start: self.epoch_start,
-            entries: self.entries,
-        };
-        self.meta
-            .store(meta)
-            .map_err(|e| JournalError::io("store relay-meta", e))?;
-        let img = manifest_of(meta.end, meta.logic_id).encode(self.shared.cfg.manifest_layout);
-        self.manifest
-            .write_all_at(&img[..24], 0)
-            .map_err(|e| JournalError::io("write manifest", e))?;
-        let st = Synced {
-            end: meta.end,
-            logic_id: meta.logic_id,
-            upstream: meta.upstream,
-            epoch: meta.epoch,
-            epoch_start: meta.epoch_start,
-            entries: meta.entries,
-        };
-        self.shared.state.send_replace(st);
         self.unsynced_items = 0;
+        self.unsynced_bytes = 0;
         self.unsynced_since = None;
         self.dirty = false;
-        if std::mem::take(&mut self.rotated) {
-            retention::purge(&self.shared);
-        }
-        Ok(st)
+        self.syncer.submit(req)
     }
 
     /// Length of the epoch padding item's argument such that the item ends at a position a new
@@ -296,7 +328,7 @@ impl JournalWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let r = self.file.write_all(&self.buf);
+        let r = (&*self.file).write_all(&self.buf);
         self.buf.clear();
         r.map_err(|e| {
             JournalError::io(
@@ -309,12 +341,14 @@ impl JournalWriter {
         })
     }
 
+    /// Starts the next file. The finished one is synced by the next commit, before any meta
+    /// naming a position in the new file is stored. Waits for the commits requested so far
+    /// (as the inline sync of the finished file did before), so a commit never has more than
+    /// the files of one rotation to sync.
     fn rotate(&mut self) -> Result<(), JournalError> {
+        self.syncer.wait_done(self.gen)?;
         self.flush_buf()?;
         let dir = &self.shared.cfg.dir;
-        self.file
-            .sync_data()
-            .map_err(|e| JournalError::io(format!("sync write2file{}", self.filenum), e))?;
         let next = self.filenum + 1;
         let p = data_path(dir, next);
         let f = OpenOptions::new()
@@ -331,7 +365,8 @@ impl JournalWriter {
             size = self.offset,
             "journal: rotated"
         );
-        self.file = f;
+        let old = std::mem::replace(&mut self.file, Arc::new(f));
+        self.rotated_files.push(old);
         self.filenum = next;
         self.offset = 0;
         self.rotated = true;
@@ -367,6 +402,7 @@ impl ItemHeader {
 
 enum Cmd {
     Append(BinlogPos, Vec<NewEntry>),
+    AppendMany(Vec<(BinlogPos, Vec<NewEntry>)>),
     Sync(oneshot::Sender<Result<Synced, String>>),
     Epoch(BinlogPos, oneshot::Sender<Result<Synced, String>>),
     Close(oneshot::Sender<Result<Synced, String>>),
@@ -387,6 +423,7 @@ impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Cmd::Append(..) => "Append",
+            Cmd::AppendMany(..) => "AppendMany",
             Cmd::Sync(_) => "Sync",
             Cmd::Epoch(..) => "Epoch",
             Cmd::Close(_) => "Close",
@@ -399,9 +436,21 @@ impl JournalHandle {
     pub fn spawn(w: JournalWriter) -> Result<JournalHandle, JournalError> {
         let journal = w.journal();
         let (tx, rx) = mpsc::channel(journal.shared.cfg.channel_capacity.max(1));
+        let syncer = w.syncer.clone();
+        let sync_thread = {
+            let syncer = syncer.clone();
+            std::thread::Builder::new()
+                .name("journal-sync".into())
+                .spawn(move || syncer.run())
+                .map_err(|e| JournalError::io("spawn syncer thread", e))?
+        };
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || run(w, rx))
+            .spawn(move || {
+                run(w, rx);
+                syncer.stop();
+                let _ = sync_thread.join();
+            })
             .map_err(|e| JournalError::io("spawn writer thread", e))?;
         Ok(JournalHandle {
             tx,
@@ -428,6 +477,22 @@ impl JournalHandle {
     ) -> Result<(), JournalError> {
         self.tx
             .send(Cmd::Append(upstream_end, entries))
+            .await
+            .map_err(|_| self.stopped())
+    }
+
+    /// Queues the items of several consecutive old entries in one message (one channel send
+    /// for a whole read from the upstream). Each is accepted once [`Journal::watch`] shows
+    /// `upstream >=` its end.
+    pub async fn append_many(
+        &self,
+        batch: Vec<(BinlogPos, Vec<NewEntry>)>,
+    ) -> Result<(), JournalError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(Cmd::AppendMany(batch))
             .await
             .map_err(|_| self.stopped())
     }
@@ -497,50 +562,56 @@ fn run(mut w: JournalWriter, mut rx: mpsc::Receiver<Cmd>) {
         }
     };
     rt.block_on(async move {
+        let mut cmds = Vec::with_capacity(APPEND_BATCH);
         loop {
-            let cmd = match w.sync_deadline() {
+            let n = match w.sync_deadline() {
                 Some(d) => tokio::select! {
                     biased;
-                    c = rx.recv() => c,
+                    n = rx.recv_many(&mut cmds, APPEND_BATCH) => n,
                     _ = tokio::time::sleep_until(d.into()) => {
-                        if let Err(e) = w.sync() { return fail(&w, e.to_string()); }
+                        if let Err(e) = w.request_sync() { return fail(&w, e.to_string()); }
                         continue;
                     }
                 },
-                None => rx.recv().await,
+                None => rx.recv_many(&mut cmds, APPEND_BATCH).await,
             };
-            let r = match cmd {
-                None => {
-                    if let Err(e) = w.sync() {
-                        fail(&w, e.to_string());
+            if n == 0 {
+                if let Err(e) = w.sync() {
+                    fail(&w, e.to_string());
+                }
+                return;
+            }
+            for cmd in cmds.drain(..) {
+                let r = match cmd {
+                    Cmd::Append(up, entries) => w.append(up, &entries).map(|_| ()),
+                    Cmd::AppendMany(batch) => batch
+                        .iter()
+                        .try_for_each(|(up, entries)| w.append(*up, entries).map(|_| ())),
+                    Cmd::Sync(reply) => {
+                        let r = w.sync();
+                        let _ = reply.send(r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
+                        r.map(|_| ())
                     }
-                    return;
+                    Cmd::Epoch(up, reply) => {
+                        let r = w.begin_epoch(up);
+                        let _ = reply.send(r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
+                        r.map(|_| ())
+                    }
+                    Cmd::Close(reply) => {
+                        let r = w.sync();
+                        let _ = reply.send(r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
+                        return;
+                    }
+                };
+                if let Err(e) = r.and_then(|_| {
+                    if w.sync_due() || w.over_unsynced_limit() {
+                        w.request_sync()
+                    } else {
+                        Ok(())
+                    }
+                }) {
+                    return fail(&w, e.to_string());
                 }
-                Some(Cmd::Append(up, entries)) => w.append(up, &entries).map(|_| ()),
-                Some(Cmd::Sync(reply)) => {
-                    let r = w.sync();
-                    let _ = reply.send(r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
-                    r.map(|_| ())
-                }
-                Some(Cmd::Epoch(up, reply)) => {
-                    let r = w.begin_epoch(up);
-                    let _ = reply.send(r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
-                    r.map(|_| ())
-                }
-                Some(Cmd::Close(reply)) => {
-                    let r = w.sync();
-                    let _ = reply.send(r.as_ref().map(|s| *s).map_err(|e| e.to_string()));
-                    return;
-                }
-            };
-            if let Err(e) = r.and_then(|_| {
-                if w.sync_due() {
-                    w.sync().map(|_| ())
-                } else {
-                    Ok(())
-                }
-            }) {
-                return fail(&w, e.to_string());
             }
         }
     });

@@ -142,6 +142,8 @@ impl Relay {
                     .then_some(cfg.journal.disk_cap_bytes),
                 protect_epoch_start: true,
             },
+            // The pump sends a batch (up to 512 entries) per message.
+            channel_capacity: 64,
             ..JournalConfig::new(&jdir)
         };
         let (writer, recovery) = JournalWriter::open(jcfg)
@@ -254,10 +256,7 @@ impl Relay {
         ));
 
         // Downstream.
-        let source = RelayJournal {
-            journal: journal.clone(),
-            dumps: dumps.clone(),
-        };
+        let source = RelayJournal::new(journal.clone(), dumps.clone());
         let pb_cfg = PbConfig {
             requirepass: (!cfg.downstream.requirepass.is_empty())
                 .then(|| cfg.downstream.requirepass.clone()),

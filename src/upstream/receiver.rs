@@ -88,6 +88,9 @@ enum Verdict {
     Gap(String),
 }
 
+/// Records judged and emitted together at most (one socket read rarely holds more).
+const MAX_BATCH: usize = 1024;
+
 /// Rolls `(f, o)` with `o > binlog_file_size` over to `(f+1, 0)` (the master rolls before
 /// writing, so such a position names the start of the next file).
 pub fn normalize(pos: BinlogPos, binlog_file_size: u64) -> BinlogPos {
@@ -210,43 +213,94 @@ impl Shared {
         });
     }
 
-    /// Judges one record and emits it. `Err` ends the connection with that reason.
-    async fn process(&self, conn: u64, peer: SocketAddr, d: Decoded) -> Result<(), String> {
+    /// Judges records in order and emits the accepted ones: one lock, one status update and
+    /// one channel reservation per batch (a read from the socket), not per record. `Err` ends
+    /// the connection with that reason (records before a gap are still emitted).
+    async fn process(
+        &self,
+        conn: u64,
+        peer: SocketAddr,
+        batch: Vec<Decoded>,
+    ) -> Result<(), String> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         let mut st = self.stream.lock().await;
         if !self.is_active(conn) {
             return Err("superseded by a newer connection".into());
         }
-        let len = d.len;
-        match st.judge(d, &self.cfg, peer) {
-            Verdict::Emit(entry) => {
-                let end = entry.end;
-                tokio::select! {
-                    r = self.events.send(UpstreamEvent::Entry(entry)) => if r.is_err() {
-                        let _ = self.link.send(LinkEvent::ConsumerGone);
-                        return Err("the journal stopped consuming entries".into());
-                    },
-                    _ = self.shutdown.cancelled() => return Err("relay shutting down".into()),
+        let (before, fresh) = (st.accepted, st.fresh);
+        let mut out = Vec::with_capacity(batch.len());
+        let (mut dups, mut bytes) = (0u64, 0u64);
+        let mut gap = None;
+        for d in batch {
+            let len = d.len;
+            match st.judge(d, &self.cfg, peer) {
+                Verdict::Emit(entry) => {
+                    st.accepted = entry.end;
+                    bytes += len;
+                    out.push(entry);
                 }
-                st.accepted = end;
-                self.status.send_modify(|s| {
-                    s.entries += 1;
-                    s.bytes += len;
-                    s.last_pos = end;
-                });
-                Ok(())
-            }
-            Verdict::Duplicate => {
-                self.status.send_modify(|s| s.duplicates += 1);
-                Ok(())
-            }
-            Verdict::Gap(why) => {
-                let _ = self.link.send(LinkEvent::Desync {
-                    peer,
-                    why: why.clone(),
-                });
-                Err(why)
+                Verdict::Duplicate => dups += 1,
+                Verdict::Gap(why) => {
+                    gap = Some(why);
+                    break;
+                }
             }
         }
+        let emitted = out.len() as u64;
+        let mut sent_end = before;
+        let mut out = out.into_iter().peekable();
+        let chunk = self.events.max_capacity().max(1);
+        let mut failed = None;
+        while out.peek().is_some() {
+            let n = out.len().min(chunk);
+            let permits = tokio::select! {
+                r = self.events.reserve_many(n) => r,
+                _ = self.shutdown.cancelled() => {
+                    failed = Some("relay shutting down".to_string());
+                    break;
+                }
+            };
+            let Ok(permits) = permits else {
+                let _ = self.link.send(LinkEvent::ConsumerGone);
+                failed = Some("the journal stopped consuming entries".to_string());
+                break;
+            };
+            for (permit, entry) in permits.zip(out.by_ref()) {
+                sent_end = entry.end;
+                permit.send(UpstreamEvent::Entry(entry));
+            }
+        }
+        let unsent = out.len() as u64;
+        if failed.is_some() {
+            // What was not handed over is not accepted.
+            st.accepted = sent_end;
+            st.fresh = fresh && sent_end == before;
+        }
+        let sent = emitted - unsent;
+        if sent > 0 || dups > 0 {
+            let last = st.accepted;
+            self.status.send_modify(|s| {
+                s.entries += sent;
+                s.bytes += if unsent == 0 { bytes } else { 0 };
+                s.duplicates += dups;
+                if sent > 0 {
+                    s.last_pos = last;
+                }
+            });
+        }
+        if let Some(why) = failed {
+            return Err(why);
+        }
+        if let Some(why) = gap {
+            let _ = self.link.send(LinkEvent::Desync {
+                peer,
+                why: why.clone(),
+            });
+            return Err(why);
+        }
+        Ok(())
     }
 }
 
@@ -573,9 +627,15 @@ async fn stream_records(
     let cfg = &shared.cfg;
     let mut group: Option<Group> = None;
     let mut next = first;
+    let mut batch = Vec::new();
     loop {
-        // Decode everything complete in the buffer.
+        // Decode everything complete in the buffer, then judge and emit it as one batch.
         loop {
+            if batch.len() >= MAX_BATCH {
+                if let Err(why) = shared.process(conn, peer, std::mem::take(&mut batch)).await {
+                    return why;
+                }
+            }
             let msg = match next.take() {
                 Some(m) => m,
                 None => match decoder.decode(&buf) {
@@ -585,6 +645,12 @@ async fn stream_records(
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        // What decoded before the bad bytes is still accepted.
+                        if let Err(why) =
+                            shared.process(conn, peer, std::mem::take(&mut batch)).await
+                        {
+                            return why;
+                        }
                         let why = format!("undecodable binlog data from master {peer}: {e}");
                         tracing::error!("{why}; closing the connection (what was accepted before stays accepted)");
                         shared.status.send_modify(|s| {
@@ -597,7 +663,10 @@ async fn stream_records(
             };
             let rec = match msg {
                 Msg::Auth(sid) => {
-                    return format!("unexpected second `auth {sid}` inside the stream")
+                    if let Err(why) = shared.process(conn, peer, std::mem::take(&mut batch)).await {
+                        return why;
+                    }
+                    return format!("unexpected second `auth {sid}` inside the stream");
                 }
                 Msg::Record(d) => d,
                 Msg::Raw(e) => match group.take() {
@@ -616,9 +685,10 @@ async fn stream_records(
                     }
                 },
             };
-            if let Err(why) = shared.process(conn, peer, rec).await {
-                return why;
-            }
+            batch.push(rec);
+        }
+        if let Err(why) = shared.process(conn, peer, std::mem::take(&mut batch)).await {
+            return why;
         }
         let linger = group.is_some() && buf.is_empty();
         let r = tokio::select! {
@@ -626,7 +696,7 @@ async fn stream_records(
             _ = token.cancelled() => return "closed by the relay (session ended or superseded)".into(),
             _ = tokio::time::sleep(cfg.timings.raw_group_linger), if linger => {
                 let g = group.take().expect("linger only with a group");
-                if let Err(why) = shared.process(conn, peer, g.into_decoded()).await {
+                if let Err(why) = shared.process(conn, peer, vec![g.into_decoded()]).await {
                     return why;
                 }
                 continue;

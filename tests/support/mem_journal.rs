@@ -69,7 +69,7 @@ impl MemJournal {
         );
         let it = JournalItem {
             logic_id: item_logic_id(&bytes),
-            bytes,
+            bytes: bytes.into(),
             start,
             end,
         };

@@ -83,18 +83,19 @@ pub fn db_sync(table: &str, session_id: i32) -> InnerResponse {
     r
 }
 
-/// One pushed item (empty `binlog` and offset 0:0 = keepalive).
+/// One pushed item (empty `binlog` and offset 0:0 = keepalive). The item's bytes are shared
+/// (a journal item read once for every slave), not copied.
 pub fn binlog_item(
     table: &str,
     end: BinlogPos,
     term_index: Option<(u32, u64)>,
-    bytes: Vec<u8>,
+    bytes: impl Into<bytes::Bytes>,
     session_id: i32,
 ) -> inner_response::BinlogSync {
     inner_response::BinlogSync {
         partition: partition(table),
         binlog_offset: offset(end, term_index),
-        binlog: bytes,
+        binlog: bytes.into(),
         session_id,
     }
 }
