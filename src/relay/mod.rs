@@ -281,14 +281,30 @@ impl Relay {
         let replication_addr = pb_listener.local_addr().map_err(io_err("R+2000"))?;
         listeners.push(tokio::spawn(pb::serve(pb_listener, shared)));
 
+        // Redis-protocol targets, each on its own journal cursor.
+        let targets = crate::downstream::resp::TargetRegistry::default();
+        let sinks = cfg
+            .targets
+            .iter()
+            .map(|t| t.sink_config(&data))
+            .collect::<Result<Vec<_>, _>>()?;
+        listeners.extend(crate::downstream::resp::spawn(
+            sinks,
+            source.clone(),
+            targets.clone(),
+            cancel.clone(),
+        ));
+
         // Status, admin, metrics.
         let ustatus = upstream_handle.status.clone();
         let status: StatusFn = {
             let source = source.clone();
             let progress = full_sync.progress();
+            let targets = targets.clone();
             Arc::new(move || {
                 let mut st = status_of(&ustatus.borrow(), &source, &registry, &jdir);
                 st.fullsync_bytes = progress.load(std::sync::atomic::Ordering::Relaxed);
+                st.targets = targets.snapshot();
                 st
             })
         };
@@ -398,6 +414,7 @@ fn status_of(
         bytes_in: u.bytes,
         journal_bytes,
         fullsync_bytes: 0,
+        targets: Vec::new(),
     }
 }
 
