@@ -353,14 +353,15 @@ impl Writer {
                 }
             }
             let exec = conn.reply().await.map_err(lost)?;
-            if let Some(e) = marker_err {
-                let s = Sent {
-                    cmd: markers[0].clone(),
-                    at: None,
-                };
-                return Err(WriterEnd::Rejected(self.describe(&s, &e)));
-            }
-            if !queue_err.is_empty() {
+            if queue_err.is_empty() {
+                if let Some(e) = marker_err {
+                    let s = Sent {
+                        cmd: markers[0].clone(),
+                        at: None,
+                    };
+                    return Err(WriterEnd::Rejected(self.describe(&s, &e)));
+                }
+            } else {
                 // EXECABORT: nothing of the batch was applied.
                 for (i, e) in &queue_err {
                     self.refused(&sent[*i], e, false)?;
