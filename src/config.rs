@@ -23,6 +23,56 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// What to do with old commands a 3.x slave cannot replay faithfully.
     pub translate: crate::translate::TranslateConfig,
+    /// Redis-protocol targets (`[[targets]]`), replayed by `downstream::resp`.
+    pub targets: Vec<TargetSection>,
+}
+
+/// `[[targets]]`: one Redis-protocol target (Redis, Codis, any Pika as a plain client).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetSection {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Name for marker keys, the state file, INFO and metrics; empty = `host:port/db`.
+    pub name: String,
+    /// Parallel connections (`--target-threads`); keys are spread by hash.
+    pub threads: usize,
+    /// `stop` (default) or `skip` when the target refuses a command.
+    pub on_error: crate::downstream::resp::OnError,
+    /// Most commands per batch (one MULTI/EXEC).
+    pub batch_cmds: usize,
+}
+
+impl Default for TargetSection {
+    fn default() -> Self {
+        TargetSection {
+            url: String::new(),
+            name: String::new(),
+            threads: 4,
+            on_error: crate::downstream::resp::OnError::Stop,
+            batch_cmds: 1000,
+        }
+    }
+}
+
+impl TargetSection {
+    /// The sink settings, with the state file under `data_dir`.
+    pub fn sink_config(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<crate::downstream::resp::SinkConfig, ConfigError> {
+        let url = crate::downstream::resp::TargetUrl::parse(&self.url).map_err(ConfigError)?;
+        let mut c = crate::downstream::resp::SinkConfig::new(url, self.threads);
+        if !self.name.is_empty() {
+            c.name = self.name.clone();
+        }
+        c.on_error = self.on_error;
+        c.batch_cmds = self.batch_cmds.max(1);
+        c.state_path = Some(crate::downstream::resp::marker::state_path(
+            data_dir, &c.name,
+        ));
+        Ok(c)
+    }
 }
 
 /// `[relay]`
@@ -291,6 +341,16 @@ impl Config {
                 self.downstream.window_items
             ));
         }
+        for (i, t) in self.targets.iter().enumerate() {
+            crate::downstream::resp::TargetUrl::parse(&t.url)
+                .map_err(|e| ConfigError(format!("targets[{i}].url: {e}")))?;
+            if !(1..=64).contains(&t.threads) {
+                return e(format!(
+                    "targets[{i}].threads = {}: use 1..64 (--target-threads)",
+                    t.threads
+                ));
+            }
+        }
         if self.journal.sync == SyncMode::Group && self.journal.sync_every_entries == 0 {
             return e("journal.sync_every_entries must be at least 1".into());
         }
@@ -389,5 +449,24 @@ mod tests {
             .unwrap_err()
             .0
             .contains("journal.binlog_file_size"));
+    }
+
+    #[test]
+    fn targets_from_toml() {
+        let c = Config::from_toml(
+            "[upstream]\nmaster = \"m:1\"\n[[targets]]\nurl = \"redis://:pw@h:6379/2\"\nthreads = 2\non_error = \"skip\"\n[[targets]]\nurl = \"redis://h2:1\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.targets.len(), 2);
+        let s = c.targets[0]
+            .sink_config(std::path::Path::new("/d"))
+            .unwrap();
+        assert_eq!((s.name.as_str(), s.conns, s.url.db), ("h:6379/2", 2, 2));
+        assert_eq!(s.on_error, crate::downstream::resp::OnError::Skip);
+        assert_eq!(c.targets[1].threads, 4);
+        let mut bad = c.clone();
+        bad.targets[1].url = "h2:1".into();
+        assert!(bad.validate().unwrap_err().0.contains("targets[1].url"));
     }
 }

@@ -49,6 +49,17 @@ pub struct RelayStatus {
     pub translate_skipped: u64,
     /// Non-replayable old commands forwarded under policy `pass`.
     pub translate_passed_unsafe: u64,
+    /// Redis-protocol targets.
+    pub targets: Vec<crate::downstream::resp::TargetStatus>,
+}
+
+/// Journal items a target has not applied yet.
+pub fn target_lag_entries(t: &crate::downstream::resp::TargetStatus, s: &RelayStatus) -> u64 {
+    if t.applied >= s.journal_end {
+        0
+    } else {
+        s.journal_next_logic_id.saturating_sub(t.applied_next_id)
+    }
 }
 
 /// Bytes between two positions, counting whole files of `file_size` in between (Pika's lag).
@@ -82,6 +93,9 @@ pub fn render(section: &str, s: &RelayStatus) -> String {
             "# Translate\r\ntranslate_skipped:{}\r\ntranslate_passed_unsafe:{}\r\n\r\n",
             s.translate_skipped, s.translate_passed_unsafe
         );
+    }
+    if all || section == "targets" {
+        targets(&mut out, s);
     }
     if all || section == "log" {
         out.push_str("# Log\r\n");
@@ -148,6 +162,42 @@ fn replication(out: &mut String, s: &RelayStatus) {
         "db0 binlog_offset={} {},safety_purge=none\r\n\r\n",
         s.journal_end.filenum, s.journal_end.offset
     );
+}
+
+fn targets(out: &mut String, s: &RelayStatus) {
+    out.push_str("# Targets\r\n");
+    let _ = write!(out, "targets:{}\r\n", s.targets.len());
+    for (i, t) in s.targets.iter().enumerate() {
+        let _ = write!(
+            out,
+            "target{i}:name={},url={},state={},conns={},transactions={},epoch={},applied_offset={} {},lag=(db0:{}),lag_entries={},applied_entries={},rate={:.1},full_syncs={},fullsync_keys={},fullsync_records={},skipped={},reconnects={}\r\n",
+            t.name,
+            t.url,
+            t.state.label(),
+            t.conns,
+            u8::from(t.transactions),
+            t.epoch,
+            t.applied.filenum,
+            t.applied.offset,
+            lag_bytes(t.applied, s.journal_end, s.file_size),
+            target_lag_entries(t, s),
+            t.applied_entries,
+            t.rate,
+            t.full_syncs,
+            t.fullsync_keys,
+            t.fullsync_records,
+            t.skipped,
+            t.reconnects
+        );
+        if let Some(e) = &t.last_error {
+            let e: String = e
+                .chars()
+                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+                .collect();
+            let _ = write!(out, "target{i}_last_error:{e}\r\n");
+        }
+    }
+    out.push_str("\r\n");
 }
 
 #[cfg(test)]

@@ -146,6 +146,81 @@ pub fn render(s: &RelayStatus) -> String {
                 .saturating_sub(sl.acked_next_logic_id) as f64
         }),
     );
+    let tgt = |f: &dyn Fn(&crate::downstream::resp::TargetStatus) -> f64| -> Vec<(String, f64)> {
+        s.targets
+            .iter()
+            .map(|t| {
+                (
+                    format!("{{target=\"{}\",state=\"{}\"}}", t.name, t.state.label()),
+                    f(t),
+                )
+            })
+            .collect()
+    };
+    g(
+        "target_up",
+        "1 when a Redis-protocol target is streaming",
+        "gauge",
+        &tgt(&|t| {
+            f64::from(u8::from(
+                t.state == crate::downstream::resp::TargetState::Streaming,
+            ))
+        }),
+    );
+    g(
+        "target_applied_filenum",
+        "file number a target applied up to",
+        "gauge",
+        &tgt(&|t| f64::from(t.applied.filenum)),
+    );
+    g(
+        "target_applied_offset",
+        "offset a target applied up to",
+        "gauge",
+        &tgt(&|t| t.applied.offset as f64),
+    );
+    g(
+        "target_lag_bytes",
+        "journal bytes a target has not applied",
+        "gauge",
+        &tgt(&|t| lag_bytes(t.applied, s.journal_end, s.file_size) as f64),
+    );
+    g(
+        "target_lag_entries",
+        "journal items a target has not applied",
+        "gauge",
+        &tgt(&|t| super::info::target_lag_entries(t, s) as f64),
+    );
+    g(
+        "target_applied_entries_total",
+        "journal items a target applied",
+        "counter",
+        &tgt(&|t| t.applied_entries as f64),
+    );
+    g(
+        "target_rate",
+        "journal items per second a target applied (last second)",
+        "gauge",
+        &tgt(&|t| t.rate),
+    );
+    g(
+        "target_fullsync_records",
+        "dump records loaded by a target's running or last full sync",
+        "gauge",
+        &tgt(&|t| t.fullsync_records as f64),
+    );
+    g(
+        "target_skipped_total",
+        "commands a target refused that were skipped",
+        "counter",
+        &tgt(&|t| t.skipped as f64),
+    );
+    g(
+        "target_reconnects_total",
+        "reconnects to a target",
+        "counter",
+        &tgt(&|t| t.reconnects as f64),
+    );
     o
 }
 

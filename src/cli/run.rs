@@ -53,6 +53,13 @@ pub struct RunArgs {
     /// Skip the master checks of the pre-flight (ports and data dir are always checked).
     #[arg(long)]
     pub skip_master_check: bool,
+    /// A Redis-protocol target to replay into, `redis://[user:password@]host:port[/db]`
+    /// (repeatable; added to the file's `[[targets]]`).
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    /// Parallel connections per target (every target).
+    #[arg(long)]
+    pub target_threads: Option<usize>,
 }
 
 impl RunArgs {
@@ -111,6 +118,17 @@ impl RunArgs {
         }
         if let Some(v) = self.flushdb_type_policy {
             c.translate.flushdb_type = v;
+        }
+        for url in &self.targets {
+            c.targets.push(crate::config::TargetSection {
+                url: url.clone(),
+                ..Default::default()
+            });
+        }
+        if let Some(n) = self.target_threads {
+            for t in &mut c.targets {
+                t.threads = n;
+            }
         }
         c.validate()?;
         Ok(c)

@@ -5,5 +5,6 @@
 //! records through a bounded channel, so memory stays bounded by the chunk size.
 
 pub mod record;
+pub mod sim_source;
 
 pub use record::{DataType, DumpError, DumpRecord, RecordSource, RecordValue};

@@ -284,17 +284,33 @@ impl Relay {
         let replication_addr = pb_listener.local_addr().map_err(io_err("R+2000"))?;
         listeners.push(tokio::spawn(pb::serve(pb_listener, shared)));
 
+        // Redis-protocol targets, each on its own journal cursor.
+        let targets = crate::downstream::resp::TargetRegistry::default();
+        let sinks = cfg
+            .targets
+            .iter()
+            .map(|t| t.sink_config(&data))
+            .collect::<Result<Vec<_>, _>>()?;
+        listeners.extend(crate::downstream::resp::spawn(
+            sinks,
+            source.clone(),
+            targets.clone(),
+            cancel.clone(),
+        ));
+
         // Status, admin, metrics.
         let ustatus = upstream_handle.status.clone();
         let status: StatusFn = {
             let source = source.clone();
             let progress = full_sync.progress();
+            let targets = targets.clone();
             Arc::new(move || {
                 let mut st = status_of(&ustatus.borrow(), &source, &registry, &jdir);
                 st.fullsync_bytes = progress.load(std::sync::atomic::Ordering::Relaxed);
                 let t = translate_stats();
                 st.translate_skipped = t.skipped;
                 st.translate_passed_unsafe = t.passed_unsafe;
+                st.targets = targets.snapshot();
                 st
             })
         };

@@ -1,0 +1,387 @@
+//! Old-master doubles (3.0 and 2.3) → relay → a real `redis-server` as a Redis-protocol target:
+//! full sync from the dump, then the stream, with the relay process SIGKILLed mid-stream and
+//! restarted (data and counters exact: nothing applied twice, nothing missed); a target that is
+//! stopped and restarted; a target that turns read-only.
+
+#[path = "support/net.rs"]
+mod net;
+#[path = "support/redis.rs"]
+mod redis;
+
+use pika_relay::config::{Config, TargetSection};
+use pika_relay::downstream::resp::{OnError, TargetState, TargetStatus};
+use pika_relay::relay::{Relay, RelayHandle, Tuning};
+use pika_relay::sim::old_master::{
+    unix_now, EmbeddedRsyncDelivery, Flavor, MasterTimings, OldMaster, OldMasterConfig,
+};
+use pika_relay::sim::workload;
+use pika_relay::upstream::Timings;
+use redis::{differences, target_data, RedisServer};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(90);
+
+fn init_log() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .try_init();
+}
+
+async fn master(flavor: Flavor, dir: &Path) -> OldMaster {
+    let mut mcfg = OldMasterConfig::new(flavor, dir.join("master-dumps"));
+    mcfg.timings = MasterTimings::fast();
+    mcfg.delivery = Some(Arc::new(EmbeddedRsyncDelivery));
+    OldMaster::start(mcfg).await.unwrap()
+}
+
+fn write_round(m: &OldMaster, tag: &str) {
+    for c in workload::every_type(tag) {
+        // 2.3 has no psetex: the master refuses it, as a real one does.
+        if let Err(e) = m.write(&c) {
+            assert!(e.contains("unknown"), "{tag}: {e}");
+        }
+    }
+}
+
+/// Waits until the target holds exactly the master's data.
+async fn converged(m: &OldMaster, port: u16, what: &str) {
+    let deadline = Instant::now() + T;
+    loop {
+        let want = m.keyspace().live(unix_now());
+        let got = tokio::task::spawn_blocking(move || target_data(port))
+            .await
+            .unwrap();
+        let d = differences(&want, &got);
+        if d.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what}: target differs from the master: {:?}",
+                &d[..d.len().min(8)]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct RelayProc(Child);
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_relay(m: &OldMaster, port: u16, data: &Path, targets: &[String], log: &Path) -> RelayProc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pika-relay"));
+    cmd.args([
+        "run",
+        "--master",
+        &m.addr().to_string(),
+        "--port",
+        &port.to_string(),
+    ])
+    .args(["--bind", "127.0.0.1", "--advertise-ip", "127.0.0.1"])
+    .arg("--data-dir")
+    .arg(data)
+    .args([
+        "--skip-master-check",
+        "--log-level",
+        "info",
+        "--target-threads",
+        "3",
+    ]);
+    for t in targets {
+        cmd.args(["--target", t]);
+    }
+    let cfg = data.with_extension("toml");
+    std::fs::write(&cfg, "[metrics]\nlisten = \"\"\n").unwrap();
+    cmd.arg("--config").arg(&cfg);
+    RelayProc(
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("spawn pika-relay run"),
+    )
+}
+
+/// `INFO targets` over the relay's admin port.
+fn info_targets(port: u16) -> Option<String> {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    c.write_all(b"*2\r\n$4\r\ninfo\r\n$7\r\ntargets\r\n").ok()?;
+    let mut buf = vec![0u8; 65536];
+    let mut n = 0;
+    while n < buf.len() {
+        match c.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+        if buf[..n].ends_with(b"\r\n\r\n") {
+            break;
+        }
+    }
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    let line = info.lines().find(|l| l.starts_with("target0:"))?;
+    line.split(',').find_map(|kv| {
+        kv.strip_prefix(&format!("{key}="))
+            .or_else(|| kv.strip_prefix(&format!("target0:{key}=")))
+    })
+}
+
+async fn wait_info(port: u16, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + T;
+    loop {
+        if let Some(i) = info_targets(port) {
+            if f(&i) {
+                return i;
+            }
+            if Instant::now() > deadline {
+                panic!("{what}: INFO targets never matched: {i}");
+            }
+        } else if Instant::now() > deadline {
+            panic!("{what}: no INFO from the relay");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sigkill_run(flavor: Flavor) {
+    init_log();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Arc::new(master(flavor, tmp.path()).await);
+    write_round(&m, "w1"); // in the dump
+    let mut redis = RedisServer::start(&tmp.path().join("redis"), false);
+    let port = net::free_base(&[1000, 2000, 3000]);
+    let data = tmp.path().join("relay");
+    let log = |i: u32| tmp.path().join(format!("relay-{i}.log"));
+    let targets = vec![redis.url()];
+    let mut relay = spawn_relay(&m, port, &data, &targets, &log(0));
+    write_round(&m, "w2"); // streamed
+    converged(&m, redis.port, "after the full sync").await;
+    let info = wait_info(port, "streaming", |i| {
+        field(i, "state") == Some("streaming")
+    })
+    .await;
+    assert_eq!(field(&info, "full_syncs"), Some("1"), "{info}");
+    assert_eq!(field(&info, "conns"), Some("3"), "{info}");
+    assert_eq!(field(&info, "transactions"), Some("1"), "{info}");
+
+    // Continuous writes, non-idempotent ones included; the relay is SIGKILLed and restarted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (m, stop, rounds) = (m.clone(), stop.clone(), rounds.clone());
+        tokio::spawn(async move {
+            let mut r = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                write_round(&m, &format!("r{r}"));
+                for c in workload::small_sets(&format!("s{r}"), 100) {
+                    m.write(&c).unwrap();
+                }
+                m.write(&[&b"incr"[..], b"counter"]).unwrap();
+                m.write(&[&b"rpush"[..], b"log", r.to_string().as_bytes()])
+                    .unwrap();
+                m.write(&[&b"sadd"[..], b"members", r.to_string().as_bytes()])
+                    .unwrap();
+                r += 1;
+                rounds.store(r, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        })
+    };
+    for run in 1..=3u32 {
+        tokio::time::sleep(Duration::from_millis(700 + 300 * u64::from(run))).await;
+        let _ = relay.0.kill(); // SIGKILL
+        let _ = relay.0.wait();
+        relay = spawn_relay(&m, port, &data, &targets, &log(run));
+        // The restarted relay resumes from the target's markers: no second full sync.
+        let info = wait_info(port, "streaming after restart", |i| {
+            field(i, "state") == Some("streaming")
+        })
+        .await;
+        assert_eq!(field(&info, "full_syncs"), Some("0"), "run {run}: {info}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    converged(&m, redis.port, "after the SIGKILLs").await;
+    let n = rounds.load(Ordering::SeqCst);
+    let mut c = redis.client();
+    assert_eq!(
+        c.cmd(&["GET", "counter"]),
+        pika_relay::formats::resp::Reply::Bulk(Some(n.to_string().into_bytes())),
+        "counter incremented exactly {n} times"
+    );
+    assert_eq!(
+        c.cmd(&["LLEN", "log"]),
+        pika_relay::formats::resp::Reply::Integer(n as i64),
+        "one push per round"
+    );
+    let info = info_targets(port).unwrap();
+    assert_eq!(field(&info, "lag_entries"), Some("0"), "{info}");
+    assert!(
+        data.join("targets").read_dir().unwrap().count() == 1,
+        "state file kept"
+    );
+    drop(relay);
+    redis.stop();
+    m.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v30_master_to_redis_full_sync_stream_and_sigkills() {
+    sigkill_run(Flavor::V30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v23_master_to_redis_full_sync_stream_and_sigkills() {
+    sigkill_run(Flavor::V23).await;
+}
+
+async fn start_relay(
+    m: &OldMaster,
+    port: u16,
+    data: &Path,
+    targets: Vec<TargetSection>,
+) -> RelayHandle {
+    let mut cfg = Config::default();
+    cfg.upstream.master = m.addr().to_string();
+    cfg.relay.port = port;
+    cfg.relay.bind = "127.0.0.1".parse().unwrap();
+    cfg.relay.advertise_ip = "127.0.0.1".into();
+    cfg.relay.data_dir = data.to_path_buf();
+    cfg.metrics.listen = "127.0.0.1:0".into();
+    cfg.targets = targets;
+    let tuning = Tuning {
+        upstream_timings: Some(Timings::fast()),
+        purge_interval: Some(Duration::from_millis(500)),
+    };
+    Relay::start_tuned(cfg, tuning).await.expect("relay starts")
+}
+
+fn target(relay: &RelayHandle, name: &str) -> TargetStatus {
+    relay
+        .status()
+        .targets
+        .into_iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no target {name}"))
+}
+
+async fn wait_target(
+    relay: &RelayHandle,
+    name: &str,
+    what: &str,
+    f: impl Fn(&TargetStatus) -> bool,
+) -> TargetStatus {
+    let deadline = Instant::now() + T;
+    loop {
+        let t = target(relay, name);
+        if f(&t) {
+            return t;
+        }
+        if Instant::now() > deadline {
+            panic!("{what}: {t:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_restarted_resumes_and_a_read_only_one_stops_alone() {
+    init_log();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = master(Flavor::V30, tmp.path()).await;
+    write_round(&m, "w1");
+    let mut a = RedisServer::start(&tmp.path().join("a"), true);
+    let b = RedisServer::start(&tmp.path().join("b"), false);
+    let t = |url: String, name: &str| TargetSection {
+        url,
+        name: name.into(),
+        threads: 2,
+        on_error: OnError::Stop,
+        ..Default::default()
+    };
+    let port = net::free_base(&[1000, 2000, 3000]);
+    let data = tmp.path().join("relay");
+    let relay = start_relay(&m, port, &data, vec![t(a.url(), "a"), t(b.url(), "b")]).await;
+    write_round(&m, "w2");
+    converged(&m, a.port, "a").await;
+    converged(&m, b.port, "b").await;
+
+    // Target a goes away (its data and markers survive in its AOF) and comes back.
+    a.stop();
+    write_round(&m, "w3");
+    wait_target(&relay, "a", "a reconnecting", |t| {
+        t.state == TargetState::Reconnecting
+    })
+    .await;
+    converged(&m, b.port, "b while a is down").await;
+    a.restart();
+    write_round(&m, "w4");
+    converged(&m, a.port, "a after its restart").await;
+    let st = target(&relay, "a");
+    assert_eq!(st.full_syncs, 1, "a resumed from its markers: {st:?}");
+    assert!(st.reconnects >= 1, "{st:?}");
+    assert_eq!(st.state, TargetState::Streaming);
+
+    // Target b turns read-only: its sink stops with a clear error; a keeps going.
+    let mut bc = b.client();
+    bc.cmd(&["REPLICAOF", "127.0.0.1", "1"]);
+    write_round(&m, "w5");
+    let st = wait_target(&relay, "b", "b stopped", |t| {
+        t.state == TargetState::Stopped
+    })
+    .await;
+    let e = st.last_error.clone().unwrap();
+    assert!(e.contains("READONLY"), "{e}");
+    assert!(e.contains("w5:"), "names the key: {e}");
+    assert!(e.contains("journal position"), "names the position: {e}");
+    write_round(&m, "w6");
+    converged(&m, a.port, "a while b is stopped").await;
+    let mut mc = tokio::net::TcpStream::connect(relay.ports.metrics.unwrap())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut mc, b"GET /metrics HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut mc, &mut text)
+        .await
+        .unwrap();
+    assert!(
+        text.contains("pika_relay_target_up{target=\"a\",state=\"streaming\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pika_relay_target_up{target=\"b\",state=\"stopped\"} 0"),
+        "{text}"
+    );
+
+    // Writable again and the relay restarted: b resumes from its markers, exactly.
+    bc.cmd(&["REPLICAOF", "NO", "ONE"]);
+    relay.shutdown().await.unwrap();
+    let relay = start_relay(&m, port, &data, vec![t(a.url(), "a"), t(b.url(), "b")]).await;
+    write_round(&m, "w7");
+    converged(&m, b.port, "b after the relay restart").await;
+    converged(&m, a.port, "a after the relay restart").await;
+    assert_eq!(
+        target(&relay, "b").full_syncs,
+        0,
+        "b resumed without a full sync"
+    );
+    relay.shutdown().await.unwrap();
+    m.shutdown();
+}
