@@ -2,7 +2,7 @@
 //! arguments and prints results.
 
 use clap::{Parser, Subcommand};
-use pika_relay::cli::{demo, inspect, run, seed_manifest};
+use pika_relay::cli::{demo, inspect, run, seed_manifest, verify};
 use pika_relay::formats::binlog_file::Flavor;
 use pika_relay::formats::manifest::ManifestLayout;
 use std::path::PathBuf;
@@ -57,6 +57,10 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Compare the old side's data with the new side's, key by key (type, value, TTL), in
+    /// pipelined batches and paged big keys. Exit 0 only when equal, 1 when different, 2 when a
+    /// side could not be read. The last step of a migration, after `cutover`.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -154,6 +158,17 @@ fn demo_summary(r: &demo::DemoReport) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.cmd {
+        Cmd::Verify(args) => {
+            init_logs("warn");
+            return match runtime().block_on(verify::run(args)) {
+                verify::Outcome::Equal => ExitCode::SUCCESS,
+                verify::Outcome::Different => ExitCode::from(1),
+                verify::Outcome::Failed => ExitCode::from(2),
+            };
+        }
+        cmd => Cli { cmd },
+    };
     let result: Result<String, String> = match cli.cmd {
         Cmd::Run(args) => {
             let level = args.log_level.clone().unwrap_or_else(|| "info".into());
@@ -193,6 +208,7 @@ fn main() -> ExitCode {
                 )
             })
             .map_err(|e| e.to_string()),
+        Cmd::Verify(_) => unreachable!("handled above"),
     };
     match result {
         Ok(text) => {

@@ -7,3 +7,4 @@ pub mod demo;
 pub mod inspect;
 pub mod run;
 pub mod seed_manifest;
+pub mod verify;
