@@ -16,6 +16,7 @@
 //! - [`config`]: the TOML settings and their defaults.
 //! - [`net`]: socket options of the listeners and replication links.
 //! - [`sim`]: faithful doubles of an old Pika master and a new Pika slave, for tests and `demo`.
+//! - [`verify`]: `pika-relay verify`, the old and new sides' data compared key by key.
 //! - [`cli`]: the offline tools behind `pika-relay inspect` and `pika-relay seed-manifest`.
 #![warn(missing_docs)]
 
@@ -33,3 +34,4 @@ pub mod rsync;
 pub mod sim;
 pub mod translate;
 pub mod upstream;
+pub mod verify;

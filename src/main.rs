@@ -2,7 +2,7 @@
 //! arguments and prints results.
 
 use clap::{Parser, Subcommand};
-use pika_relay::cli::{demo, inspect, run, seed_manifest};
+use pika_relay::cli::{cutover, demo, inspect, run, seed_manifest, verify};
 use pika_relay::formats::binlog_file::Flavor;
 use pika_relay::formats::manifest::ManifestLayout;
 use std::path::PathBuf;
@@ -57,6 +57,14 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Compare the old side's data with the new side's, key by key (type, value, TTL), in
+    /// pipelined batches and paged big keys. Exit 0 only when equal, 1 when different, 2 when a
+    /// side could not be read. The last step of a migration, after `cutover`.
+    Verify(verify::VerifyArgs),
+    /// Ask a running relay (admin port R) to write a fence key on the old master and wait until
+    /// every new slave acknowledged it; reports how long each took. Exit 0 when all caught up,
+    /// 1 naming who lags and by how much, 2 when it could not run.
+    Cutover(cutover::CutoverArgs),
 }
 
 #[derive(Subcommand)]
@@ -154,6 +162,34 @@ fn demo_summary(r: &demo::DemoReport) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.cmd {
+        Cmd::Verify(args) => {
+            init_logs("warn");
+            return match runtime().block_on(verify::run(args)) {
+                verify::Outcome::Equal => ExitCode::SUCCESS,
+                verify::Outcome::Different => ExitCode::from(1),
+                verify::Outcome::Failed => ExitCode::from(2),
+            };
+        }
+        Cmd::Cutover(args) => {
+            init_logs("warn");
+            return match runtime().block_on(cutover::run(&args)) {
+                cutover::CutoverOutcome::CaughtUp(t) => {
+                    print!("{t}");
+                    ExitCode::SUCCESS
+                }
+                cutover::CutoverOutcome::Lagging(t) => {
+                    print!("{t}");
+                    ExitCode::from(1)
+                }
+                cutover::CutoverOutcome::Failed(t) => {
+                    eprintln!("pika-relay cutover: {}", t.trim_end());
+                    ExitCode::from(2)
+                }
+            };
+        }
+        cmd => Cli { cmd },
+    };
     let result: Result<String, String> = match cli.cmd {
         Cmd::Run(args) => {
             init_logs(&args.log_filter());
@@ -192,6 +228,7 @@ fn main() -> ExitCode {
                 )
             })
             .map_err(|e| e.to_string()),
+        Cmd::Verify(_) | Cmd::Cutover(_) => unreachable!("handled above"),
     };
     match result {
         Ok(text) => {

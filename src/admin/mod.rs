@@ -21,6 +21,17 @@ use tracing::{debug, info, warn};
 /// Produces the current status on demand.
 pub type StatusFn = Arc<dyn Fn() -> RelayStatus + Send + Sync>;
 
+/// A long-running admin command served besides PING/AUTH/INFO (e.g. `CUTOVER`): gets the
+/// arguments after the command name, answers one reply.
+pub type ExtraFn = Arc<
+    dyn Fn(resp::Argv) -> std::pin::Pin<Box<dyn std::future::Future<Output = BytesFrame> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Extra admin commands by lower-case name.
+pub type Extras = Arc<std::collections::HashMap<String, ExtraFn>>;
+
 /// Largest request accepted on the admin port.
 const MAX_REQUEST: usize = 64 * 1024;
 
@@ -31,6 +42,17 @@ pub async fn serve(
     requirepass: Option<String>,
     cancel: CancellationToken,
 ) {
+    serve_with(listener, status, requirepass, cancel, Extras::default()).await
+}
+
+/// Serves port R until cancelled, with extra commands.
+pub async fn serve_with(
+    listener: TcpListener,
+    status: StatusFn,
+    requirepass: Option<String>,
+    cancel: CancellationToken,
+    extras: Extras,
+) {
     info!(addr = ?listener.local_addr().ok(), "admin: listening (probes, PING, AUTH, INFO)");
     loop {
         tokio::select! {
@@ -40,10 +62,11 @@ pub async fn serve(
                     let status = status.clone();
                     let pass = requirepass.clone();
                     let cancel = cancel.clone();
+                    let extras = extras.clone();
                     tokio::spawn(async move {
                         tokio::select! {
                             _ = cancel.cancelled() => {}
-                            r = client(stream, peer, status, pass) => if let Err(e) = r {
+                            r = client(stream, peer, status, pass, extras) => if let Err(e) = r {
                                 warn!("admin: client {peer}: {e}; connection closed");
                             }
                         }
@@ -84,6 +107,7 @@ async fn client(
     peer: SocketAddr,
     status: StatusFn,
     pass: Option<String>,
+    extras: Extras,
 ) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(1024);
     let mut authed = pass.is_none();
@@ -93,7 +117,11 @@ async fn client(
             if argv.is_empty() {
                 continue;
             }
-            let reply = answer(&argv, &status, pass.as_deref(), &mut authed);
+            let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
+            let reply = match extras.get(&name) {
+                Some(f) if authed => f(argv[1..].to_vec()).await,
+                _ => answer(&argv, &status, pass.as_deref(), &mut authed),
+            };
             let mut out = BytesMut::new();
             extend_encode(&mut out, &reply).map_err(|e| e.to_string())?;
             stream.write_all(&out).await.map_err(|e| e.to_string())?;

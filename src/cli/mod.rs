@@ -3,7 +3,9 @@
 //! Pika's `manifest_generator` does, for a chosen new-Pika version; [`demo`] runs a whole
 //! migration between simulated peers; [`run`] is the relay itself.
 
+pub mod cutover;
 pub mod demo;
 pub mod inspect;
 pub mod run;
 pub mod seed_manifest;
+pub mod verify;

@@ -10,6 +10,7 @@
 //! R+2000 downstream::pb ◄── RelayJournal (cursors)      R admin (PING/INFO)   metrics
 //! ```
 
+pub mod cutover;
 pub mod fullsync;
 pub mod preflight;
 mod pump;
@@ -269,6 +270,7 @@ impl Relay {
             ..PbConfig::default()
         };
         let registry = Registry::default();
+        let registry_for_cutover = registry.clone();
         let shared = Arc::new(Shared {
             config: pb_cfg,
             journal: source.clone(),
@@ -318,11 +320,19 @@ impl Relay {
         let admin_addr = admin_listener.local_addr().map_err(io_err("R"))?;
         let pass =
             (!cfg.downstream.requirepass.is_empty()).then(|| cfg.downstream.requirepass.clone());
-        tokio::spawn(admin::serve(
+        let cutover_ctx = cutover::CutoverContext {
+            master,
+            masterauth: (!cfg.upstream.masterauth.is_empty())
+                .then(|| cfg.upstream.masterauth.clone()),
+            journal: source.clone(),
+            consumers: vec![Arc::new(registry_for_cutover)],
+        };
+        tokio::spawn(admin::serve_with(
             admin_listener,
             status.clone(),
             pass,
             cancel.clone(),
+            cutover::admin_extras(cutover_ctx),
         ));
         let metrics = if cfg.metrics.listen.is_empty() {
             None

@@ -8,6 +8,7 @@
 //!
 //! - [`old_master`]: an old Pika master (3.0.16 by default, 2.3.x raw-RESP flavour on request).
 //! - [`new_slave`]: a new Pika (3.1–3.4) slave.
+//! - [`pika_keyspace`]: an old Pika's per-type keyspaces as `verify` reads them.
 //! - [`keyspace`]: the data model both apply commands to; [`dump`]: the dump format they share;
 //!   [`workload`]: command sets of every data type.
 
@@ -15,4 +16,5 @@ pub mod dump;
 pub mod keyspace;
 pub mod new_slave;
 pub mod old_master;
+pub mod pika_keyspace;
 pub mod workload;
