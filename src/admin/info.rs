@@ -45,6 +45,24 @@ pub struct RelayStatus {
     pub journal_bytes: u64,
     /// Bytes received by the running, or else the last, upstream full sync.
     pub fullsync_bytes: u64,
+    /// nemo → blackwidow conversion of a received 2.3 dump: keys and bytes of the running (or
+    /// last) one, whether one runs, and how many failed.
+    pub convert: ConvertView,
+}
+
+/// Progress of dump conversions (2.3 masters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConvertView {
+    /// Keys converted by the running (or last) conversion.
+    pub keys: u64,
+    /// Bytes of keys and values converted by it.
+    pub bytes: u64,
+    /// Whether a conversion runs now.
+    pub running: bool,
+    /// Conversions finished.
+    pub done: u64,
+    /// Conversions failed.
+    pub failed: u64,
 }
 
 /// Bytes between two positions, counting whole files of `file_size` in between (Pika's lag).
@@ -76,13 +94,23 @@ pub fn render(section: &str, s: &RelayStatus) -> String {
         out.push_str("# Log\r\n");
         let _ = write!(
             out,
-            "binlog_file_size:{}\r\ndb0:binlog_offset={} {},safety_purge=none\r\nepoch:{}\r\nepoch_start={} {}\r\n\r\n",
+            "binlog_file_size:{}\r\ndb0:binlog_offset={} {},safety_purge=none\r\nepoch:{}\r\nepoch_start={} {}\r\n",
             s.file_size,
             s.journal_end.filenum,
             s.journal_end.offset,
             s.epoch,
             s.epoch_start.filenum,
             s.epoch_start.offset
+        );
+        let c = &s.convert;
+        let _ = write!(
+            out,
+            "dump_convert:state={},keys={},bytes={},done={},failed={}\r\n\r\n",
+            if c.running { "running" } else { "idle" },
+            c.keys,
+            c.bytes,
+            c.done,
+            c.failed
         );
     }
     out

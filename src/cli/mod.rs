@@ -4,6 +4,7 @@
 //! migration between simulated peers; [`run`] is the relay itself.
 
 pub mod demo;
+pub mod dump_tools;
 pub mod inspect;
 pub mod run;
 pub mod seed_manifest;

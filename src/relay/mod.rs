@@ -286,9 +286,11 @@ impl Relay {
         let status: StatusFn = {
             let source = source.clone();
             let progress = full_sync.progress();
+            let conv = full_sync.convert_status();
             Arc::new(move || {
                 let mut st = status_of(&ustatus.borrow(), &source, &registry, &jdir);
                 st.fullsync_bytes = progress.load(std::sync::atomic::Ordering::Relaxed);
+                st.convert = fullsync::convert_view(&conv);
                 st
             })
         };
@@ -398,6 +400,7 @@ fn status_of(
         bytes_in: u.bytes,
         journal_bytes,
         fullsync_bytes: 0,
+        convert: Default::default(),
     }
 }
 
