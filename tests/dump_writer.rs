@@ -405,7 +405,7 @@ fn expiry_strategy() -> impl Strategy<Value = Option<i64>> {
         3 => Just(None),
         1 => Just(Some(i32::MAX as i64 * 1000)),
         1 => Just(Some(i32::MAX as i64 * 1000 + 999)),
-        1 => (1_000i64..=i32::MAX as i64 * 1000),
+        1 => (1_000i64..=i32::MAX as i64 * 1000).prop_map(Some),
     ]
 }
 
