@@ -77,7 +77,8 @@ fn key_records(key: &[u8], v: Value, exp: Option<u64>) -> Vec<DumpRecord> {
         .enumerate()
         .map(|(i, value)| DumpRecord {
             key: Bytes::copy_from_slice(key),
-            expire_at_ms: exp.map(|t| t as i64 * 1000),
+            // Pika keeps expiry in i32 seconds: a later one is stored as the last it can hold.
+            expire_at_ms: exp.map(|t| t.min(i32::MAX as u64) as i64 * 1000),
             value,
             first: i == 0,
             last: i + 1 == n,
