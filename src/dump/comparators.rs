@@ -4,6 +4,9 @@
 
 use std::cmp::Ordering;
 
+/// A key order (what a RocksDB comparator computes).
+pub type KeyOrder = fn(&[u8], &[u8]) -> Ordering;
+
 /// Name of the comparator of `lists/data_cf`.
 pub const LISTS_DATA_KEY: &str = "blackwidow.ListsDataKeyComparator";
 /// Name of the comparator of `zsets/score_cf`.

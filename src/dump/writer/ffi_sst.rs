@@ -11,6 +11,8 @@ use std::path::Path;
 
 use librocksdb_sys as ffi;
 
+use crate::dump::comparators::KeyOrder;
+
 /// `rocksdb::ChecksumType::kCRC32c`.
 const CRC32C: c_char = 1;
 /// `rocksdb_no_compression` / `rocksdb_snappy_compression`.
@@ -20,7 +22,7 @@ const SNAPPY_COMPRESSION: c_int = 1;
 /// A named key order for the C API.
 struct CmpState {
     name: CString,
-    cmp: fn(&[u8], &[u8]) -> Ordering,
+    cmp: KeyOrder,
 }
 
 unsafe extern "C" fn cmp_compare(
@@ -81,7 +83,7 @@ unsafe impl Send for RawSstWriter {}
 impl RawSstWriter {
     /// A writer with the 5.9.2-readable table options, `comparator` (`None` = bytewise) and
     /// Snappy or no compression.
-    pub fn new(comparator: Option<(&str, fn(&[u8], &[u8]) -> Ordering)>, snappy: bool) -> Self {
+    pub fn new(comparator: Option<(&str, KeyOrder)>, snappy: bool) -> Self {
         // SAFETY: plain C constructors/setters on freshly created objects; ownership is
         // tracked by the struct and released in Drop in reverse order.
         unsafe {

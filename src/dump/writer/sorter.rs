@@ -10,7 +10,10 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// A key order.
-pub type Cmp = fn(&[u8], &[u8]) -> Ordering;
+pub type Cmp = crate::dump::comparators::KeyOrder;
+
+/// Receives the sorted entries.
+pub type EntrySink<'a> = dyn FnMut(&[u8], &[u8]) -> io::Result<()> + 'a;
 
 /// Bytes a buffered entry costs beyond its key and value.
 pub const ENTRY_OVERHEAD: usize = 56;
@@ -71,10 +74,7 @@ impl Sorter {
     }
 
     /// The entries in order, each passed to `out`; `Err(key)` of the first duplicate key.
-    pub fn drain(
-        mut self,
-        out: &mut dyn FnMut(&[u8], &[u8]) -> io::Result<()>,
-    ) -> io::Result<Result<(), Vec<u8>>> {
+    pub fn drain(mut self, out: &mut EntrySink<'_>) -> io::Result<Result<(), Vec<u8>>> {
         let cmp = self.cmp;
         if self.runs.is_empty() {
             self.sort_buf();

@@ -3,11 +3,12 @@
 //! filter, no or Snappy compression, the column family's comparator. Each written file's footer
 //! is checked from its bytes.
 
-use std::cmp::Ordering;
 use std::path::Path;
 
 use super::ffi_sst::RawSstWriter;
-use crate::dump::comparators::{lists_data_key, zsets_score_key, LISTS_DATA_KEY, ZSETS_SCORE_KEY};
+use crate::dump::comparators::{
+    lists_data_key, zsets_score_key, KeyOrder, LISTS_DATA_KEY, ZSETS_SCORE_KEY,
+};
 use crate::dump::manifest::{internal_key, FileMeta};
 use crate::dump::record::{DataType, DumpError};
 use crate::dump::rocks::comparator_of;
@@ -27,7 +28,7 @@ pub enum Compression {
 #[derive(Debug, Clone, Copy)]
 pub struct SstSpec {
     /// The comparator (`None` = bytewise).
-    pub comparator: Option<(&'static str, fn(&[u8], &[u8]) -> Ordering)>,
+    pub comparator: Option<(&'static str, KeyOrder)>,
     /// Snappy (else no compression).
     pub snappy: bool,
 }
@@ -35,14 +36,8 @@ pub struct SstSpec {
 /// The spec of column family `cf` of type `t` (custom comparators only for blackwidow).
 pub fn sst_spec(t: DataType, cf: &str, blackwidow: bool, compression: Compression) -> SstSpec {
     let comparator = match comparator_of(t, cf).filter(|_| blackwidow) {
-        Some(LISTS_DATA_KEY) => Some((
-            LISTS_DATA_KEY,
-            lists_data_key as fn(&[u8], &[u8]) -> Ordering,
-        )),
-        Some(_) => Some((
-            ZSETS_SCORE_KEY,
-            zsets_score_key as fn(&[u8], &[u8]) -> Ordering,
-        )),
+        Some(LISTS_DATA_KEY) => Some((LISTS_DATA_KEY, lists_data_key as KeyOrder)),
+        Some(_) => Some((ZSETS_SCORE_KEY, zsets_score_key as KeyOrder)),
         None => None,
     };
     SstSpec {
@@ -51,13 +46,16 @@ pub fn sst_spec(t: DataType, cf: &str, blackwidow: bool, compression: Compressio
     }
 }
 
+/// The file being written: writer, number, first and last key, bytes put.
+struct OpenFile(RawSstWriter, u64, Vec<u8>, Vec<u8>, u64);
+
 /// Writes sorted entries into files of about `target` bytes (numbers from `next_number`), level
 /// 0 for a single file and level 1 for a run of several (they never overlap).
 pub struct SstOut<'o> {
     dir: &'o Path,
     spec: SstSpec,
     target: u64,
-    cur: Option<(RawSstWriter, u64, Vec<u8>, Vec<u8>, u64)>,
+    cur: Option<OpenFile>,
     /// Files written so far.
     pub files: Vec<FileMeta>,
 }
@@ -98,7 +96,7 @@ impl<'o> SstOut<'o> {
             let path = self.dir.join(format!("{number:06}.sst"));
             w.open(&path)
                 .map_err(|e| io_err(self.dir, format!("cannot create {}: {e}", path.display())))?;
-            self.cur = Some((w, number, key.to_vec(), Vec::new(), 0));
+            self.cur = Some(OpenFile(w, number, key.to_vec(), Vec::new(), 0));
         }
         let c = self.cur.as_mut().expect("opened");
         c.0.put(key, value)
@@ -110,7 +108,7 @@ impl<'o> SstOut<'o> {
     }
 
     fn close_current(&mut self) -> Result<(), DumpError> {
-        let Some((mut w, number, first, last, _)) = self.cur.take() else {
+        let Some(OpenFile(mut w, number, first, last, _)) = self.cur.take() else {
             return Ok(());
         };
         w.finish()
