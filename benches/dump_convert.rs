@@ -181,6 +181,23 @@ fn main() {
 
     reset_peak();
     let t = Instant::now();
+    let mut d = pika_relay::dump::OpenDump::open(&src).unwrap();
+    d.zset_score_order = false;
+    let mut n = 0u64;
+    d.read(0, &mut |r| {
+        n += u64::from(r.last);
+        true
+    })
+    .unwrap();
+    let read = t.elapsed().as_secs_f64();
+    println!(
+        "read only (records)     : {n} keys in {read:.2} s ({:.0} keys/s), peak RSS {} MiB",
+        n as f64 / read,
+        status_kib("VmHWM:") / 1024
+    );
+
+    reset_peak();
+    let t = Instant::now();
     let st = convert(&src, &tmp.path().join("bw"), Engine::Blackwidow31, 0, None).unwrap();
     let conv = t.elapsed().as_secs_f64();
     let conv_rss = status_kib("VmHWM:");

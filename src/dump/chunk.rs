@@ -10,6 +10,8 @@ pub struct Ctx<'a> {
     pub place: &'a str,
     /// Unix seconds at which liveness is decided.
     pub now_s: i64,
+    /// Sorted-set members in score order (else in the cheapest order: member order for nemo).
+    pub zset_score_order: bool,
 }
 
 impl Ctx<'_> {

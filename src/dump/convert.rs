@@ -86,27 +86,45 @@ fn convert_inner(
             why: "conversion writes blackwidow (3.0 or 3.1+), not nemo".into(),
         });
     }
-    let src = OpenDump::open(from)?;
+    let mut src = OpenDump::open(from)?;
+    src.zset_score_order = false;
     let mut opts = WriterOptions::new(engine);
     opts.version = (now_ms / 1000).clamp(1, i32::MAX as i64) as i32;
     let mut w = DumpWriter::create(to, opts)?;
     let progress = progress.unwrap_or_default();
+    // Reading and writing overlap: the reader runs on its own thread, records pass through a
+    // bounded channel.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<DumpRecord>(256);
     let mut failed: Option<DumpError> = None;
-    src.read(now_ms, &mut |rec| {
-        if let Err(e) = w.write(&rec) {
-            failed = Some(e);
-            return false;
+    let read = std::thread::scope(|s| {
+        let src = &src;
+        let reader = s.spawn(move || src.read(now_ms, &mut |rec| tx.send(rec).is_ok()));
+        for rec in rx.iter() {
+            if let Err(e) = w.write(&rec) {
+                failed = Some(e);
+                break;
+            }
+            progress
+                .bytes
+                .fetch_add(record_bytes(&rec), Ordering::Relaxed);
+            if rec.last {
+                progress.keys.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        progress
-            .bytes
-            .fetch_add(record_bytes(&rec), Ordering::Relaxed);
-        if rec.last {
-            progress.keys.fetch_add(1, Ordering::Relaxed);
-        }
-        true
-    })?;
+        drop(rx);
+        reader.join()
+    });
     if let Some(e) = failed {
         return Err(e);
+    }
+    match read {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(DumpError::Io {
+                dir: from.display().to_string(),
+                why: "the dump reader thread panicked".into(),
+            })
+        }
     }
     let written = w.finish()?;
     let info = src.layout.info_file();

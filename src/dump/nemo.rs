@@ -51,6 +51,11 @@ pub fn read(db: &DB, t: DataType, ctx: &Ctx<'_>, emit: &mut Emit<'_>) -> Result<
         DataType::Set => read_metas(db, b'S', 16, ctx, &mut |key, meta, exp| {
             read_prefixed(db, key, b's', meta, DataType::Set, exp, ctx, emit)
         }),
+        DataType::ZSet if !ctx.zset_score_order => {
+            read_metas(db, b'Z', 16, ctx, &mut |key, meta, exp| {
+                read_prefixed(db, key, b'z', meta, DataType::ZSet, exp, ctx, emit)
+            })
+        }
         DataType::ZSet => read_metas(db, b'Z', 16, ctx, &mut |key, meta, exp| {
             read_zset(db, key, meta, exp, ctx, emit)
         }),
@@ -118,7 +123,8 @@ fn read_metas(
     it.status().map_err(|e| ctx.io(e))
 }
 
-/// Hash fields (`'h' len key '=' field`) or set members (`'s' len key member`).
+/// Hash fields (`'h' len key '=' field`), set members (`'s' len key member`) or sorted-set
+/// members in member order with their exact scores (`'z' len key member`).
 #[allow(clippy::too_many_arguments)]
 fn read_prefixed(
     db: &DB,
@@ -149,6 +155,12 @@ fn read_prefixed(
             let tail = Bytes::copy_from_slice(&k[prefix.len()..]);
             match t {
                 DataType::Hash => out.hash(tail, Bytes::copy_from_slice(payload))?,
+                DataType::ZSet => {
+                    let score: [u8; 8] = payload
+                        .try_into()
+                        .map_err(|_| ctx.corrupt(key, "member entry without its 8-byte score"))?;
+                    out.zset(tail, f64::from_le_bytes(score))?
+                }
                 _ => out.set(tail)?,
             }
         }

@@ -21,6 +21,9 @@ pub struct OpenDump {
     /// Where and what the dump is.
     pub layout: Layout,
     dbs: Vec<(DataType, DB)>,
+    /// Sorted-set chunks in score order (the default); a consumer that re-sorts anyway (the
+    /// converter) turns it off, which spares nemo reads a lookup per member.
+    pub zset_score_order: bool,
 }
 
 impl OpenDump {
@@ -42,7 +45,11 @@ impl OpenDump {
             let db = rocks::open_read_only(layout.engine, t, &inst)?;
             dbs.push((t, db));
         }
-        Ok(OpenDump { layout, dbs })
+        Ok(OpenDump {
+            layout,
+            dbs,
+            zset_score_order: true,
+        })
     }
 
     /// Streams every live record at `now_ms` (unix milliseconds) into `emit`, in order; stops
@@ -53,6 +60,7 @@ impl OpenDump {
             let ctx = Ctx {
                 place: &place,
                 now_s: now_ms.div_euclid(1000),
+                zset_score_order: self.zset_score_order,
             };
             let r = match self.layout.engine {
                 Engine::Nemo => nemo::read(db, *t, &ctx, emit),
