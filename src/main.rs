@@ -2,7 +2,7 @@
 //! arguments and prints results.
 
 use clap::{Parser, Subcommand};
-use pika_relay::cli::{cutover, demo, inspect, run, seed_manifest, verify};
+use pika_relay::cli::{cutover, demo, dump_tools, inspect, run, seed_manifest, verify};
 use pika_relay::formats::binlog_file::Flavor;
 use pika_relay::formats::manifest::ManifestLayout;
 use std::path::PathBuf;
@@ -65,6 +65,19 @@ enum Cmd {
     /// every new slave acknowledged it; reports how long each took. Exit 0 when all caught up,
     /// 1 naming who lags and by how much, 2 when it could not run.
     Cutover(cutover::CutoverArgs),
+    /// Convert a Pika 2.3 (nemo) dump into a blackwidow dump that Pika 3.x loads, offline.
+    /// Expiry instants are kept as stored; keys already expired now are left out.
+    ConvertDump {
+        /// The source dump directory (e.g. `dump/20261122`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The output directory (created; must be absent or empty).
+        #[arg(long)]
+        to: PathBuf,
+        /// The new Pika's version: 3.0 writes the type directories at the root, 3.1–3.4 under db0/.
+        #[arg(long, value_enum, default_value = "3.2")]
+        pika_version: dump_tools::TargetVersion,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +104,21 @@ enum InspectCmd {
         /// The `info` file.
         path: PathBuf,
     },
+    /// Print the live keys of a dump (nemo 2.3 or blackwidow 3.x, detected): type, key, ttl,
+    /// sizes; or one JSON object per key with `--format jsonl`.
+    Dump {
+        /// The dump directory (`…/20261122`, or its parent when it holds only that).
+        dir: PathBuf,
+        /// Also print every value.
+        #[arg(long)]
+        values: bool,
+        /// `text` or `jsonl`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: dump_tools::DumpFormat,
+        /// Decide expiry at this unix time in milliseconds (default: now).
+        #[arg(long)]
+        at_ms: Option<i64>,
+    },
 }
 
 fn parse_layout(s: &str) -> Result<ManifestLayout, String> {
@@ -107,6 +135,13 @@ fn now() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
@@ -211,6 +246,36 @@ fn main() -> ExitCode {
             inspect::manifest(&path, layout).map_err(|e| e.to_string())
         }
         Cmd::Inspect(InspectCmd::Info { path }) => inspect::info(&path).map_err(|e| e.to_string()),
+        Cmd::Inspect(InspectCmd::Dump {
+            dir,
+            values,
+            format,
+            at_ms,
+        }) => {
+            let at = at_ms.unwrap_or_else(now_ms);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let r = dump_tools::inspect_dump(&dir, values, format, at, &mut out);
+            std::io::Write::flush(&mut out)
+                .map_err(|e| e.to_string())
+                .and(r)
+                .map(|_| String::new())
+        }
+        Cmd::ConvertDump {
+            from,
+            to,
+            pika_version,
+        } => dump_tools::convert_dump(&from, &to, pika_version, now_ms()).map(|s| {
+            format!(
+                "converted {} ({}) into {}: {} keys, {} bytes of data, {} SST files ({} bytes)\n",
+                from.display(),
+                s.from.describe(),
+                to.display(),
+                s.keys,
+                s.bytes,
+                s.written.files,
+                s.written.sst_bytes
+            )
+        }),
         Cmd::SeedManifest {
             dump,
             log_path,

@@ -290,7 +290,7 @@ fn workload(round: u32) -> Vec<Vec<Vec<u8>>> {
     let k = |p: &str| format!("{p}:{r}");
     vec![
         a(&["set", &k("s"), "v"]),
-        a(&["pksetexat", &k("ttl"), "4102444800", "v"]),
+        a(&["pksetexat", &k("ttl"), "2145916800", "v"]),
         a(&["incrby", &k("n"), "7"]),
         a(&["append", &k("s"), "\u{0}\r\nbin"]),
         a(&["hset", &k("h"), "f", "v"]),
@@ -299,7 +299,7 @@ fn workload(round: u32) -> Vec<Vec<Vec<u8>>> {
         a(&["lpop", &k("l")]),
         a(&["sadd", &k("st"), "m1", "m2"]),
         a(&["zadd", &k("z"), "1.5", "a", "3", "b"]),
-        a(&["expireat", &k("h"), "4102444800"]),
+        a(&["expireat", &k("h"), "2145916800"]),
         a(&["del", &k("gone")]),
     ]
 }

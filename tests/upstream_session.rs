@@ -97,7 +97,7 @@ fn workload(m: &OldMaster, tag: &str, flavor: Flavor) {
     w(m, &[b"set", &k("pttl"), b"v"]);
     w(m, &[b"pexpire", &k("pttl"), b"1000000"]);
     w(m, &[b"hset", &k("httl"), b"f", b"v"]);
-    w(m, &[b"expireat", &k("httl"), b"4102444800"]);
+    w(m, &[b"expireat", &k("httl"), b"2145916800"]);
     w(m, &[b"set", &k("del"), b"v"]);
     w(m, &[b"del", &k("del")]);
     if flavor == Flavor::V30 {

@@ -51,6 +51,9 @@ pub struct RelayStatus {
     pub translate_passed_unsafe: u64,
     /// Redis-protocol targets.
     pub targets: Vec<crate::downstream::resp::TargetStatus>,
+    /// nemo → blackwidow conversion of a received 2.3 dump: keys and bytes of the running (or
+    /// last) one, whether one runs, and how many failed.
+    pub convert: ConvertView,
 }
 
 /// Journal items a target has not applied yet.
@@ -60,6 +63,21 @@ pub fn target_lag_entries(t: &crate::downstream::resp::TargetStatus, s: &RelaySt
     } else {
         s.journal_next_logic_id.saturating_sub(t.applied_next_id)
     }
+}
+
+/// Progress of dump conversions (2.3 masters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConvertView {
+    /// Keys converted by the running (or last) conversion.
+    pub keys: u64,
+    /// Bytes of keys and values converted by it.
+    pub bytes: u64,
+    /// Whether a conversion runs now.
+    pub running: bool,
+    /// Conversions finished.
+    pub done: u64,
+    /// Conversions failed.
+    pub failed: u64,
 }
 
 /// Bytes between two positions, counting whole files of `file_size` in between (Pika's lag).
@@ -101,13 +119,23 @@ pub fn render(section: &str, s: &RelayStatus) -> String {
         out.push_str("# Log\r\n");
         let _ = write!(
             out,
-            "binlog_file_size:{}\r\ndb0:binlog_offset={} {},safety_purge=none\r\nepoch:{}\r\nepoch_start={} {}\r\n\r\n",
+            "binlog_file_size:{}\r\ndb0:binlog_offset={} {},safety_purge=none\r\nepoch:{}\r\nepoch_start={} {}\r\n",
             s.file_size,
             s.journal_end.filenum,
             s.journal_end.offset,
             s.epoch,
             s.epoch_start.filenum,
             s.epoch_start.offset
+        );
+        let c = &s.convert;
+        let _ = write!(
+            out,
+            "dump_convert:state={},keys={},bytes={},done={},failed={}\r\n\r\n",
+            if c.running { "running" } else { "idle" },
+            c.keys,
+            c.bytes,
+            c.done,
+            c.failed
         );
     }
     out

@@ -98,6 +98,30 @@ pub fn render(s: &RelayStatus) -> String {
         &one(s.translate_passed_unsafe),
     );
     g(
+        "dump_convert_keys",
+        "keys converted by the running (or last) 2.3 dump conversion",
+        "gauge",
+        &one(s.convert.keys),
+    );
+    g(
+        "dump_convert_bytes",
+        "bytes converted by the running (or last) 2.3 dump conversion",
+        "gauge",
+        &one(s.convert.bytes),
+    );
+    g(
+        "dump_convert_running",
+        "1 while a received 2.3 dump is being converted",
+        "gauge",
+        &one(u64::from(s.convert.running)),
+    );
+    g(
+        "dump_converts_failed_total",
+        "2.3 dump conversions that failed",
+        "counter",
+        &one(s.convert.failed),
+    );
+    g(
         "slaves",
         "downstream slaves attached",
         "gauge",

@@ -5,6 +5,7 @@
 
 pub mod cutover;
 pub mod demo;
+pub mod dump_tools;
 pub mod inspect;
 pub mod run;
 pub mod seed_manifest;

@@ -306,6 +306,7 @@ impl Relay {
             let source = source.clone();
             let progress = full_sync.progress();
             let targets = targets.clone();
+            let conv = full_sync.convert_status();
             Arc::new(move || {
                 let mut st = status_of(&ustatus.borrow(), &source, &registry, &jdir);
                 st.fullsync_bytes = progress.load(std::sync::atomic::Ordering::Relaxed);
@@ -313,6 +314,7 @@ impl Relay {
                 st.translate_skipped = t.skipped;
                 st.translate_passed_unsafe = t.passed_unsafe;
                 st.targets = targets.snapshot();
+                st.convert = fullsync::convert_view(&conv);
                 st
             })
         };

@@ -25,7 +25,8 @@ impl OldVersion {
         const V23: &[&str] = &["kv", "hash", "list", "set", "zset"];
         match self {
             OldVersion::V30 => &[V30],
-            OldVersion::V23 => &[V23],
+            // The relay converts a 2.3 (nemo) dump to the 3.x layout as it arrives.
+            OldVersion::V23 => &[V23, V30],
             OldVersion::Auto => &[V30, V23],
         }
     }

@@ -471,6 +471,11 @@ impl Session {
         };
         let dir = match got {
             Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                let msg = format!("full-sync dump rejected: {e}");
+                self.note_error(&msg);
+                return Err(StreamEnd::Lost(msg));
+            }
             Err(e) => {
                 let msg = format!(
                     "no full-sync dump from master {} within {limit:?} ({e}): its bgsave or rsync push failed (see the \
