@@ -2,7 +2,7 @@
 //! arguments and prints results.
 
 use clap::{Parser, Subcommand};
-use pika_relay::cli::{cutover, demo, dump_tools, inspect, run, seed_manifest, verify};
+use pika_relay::cli::{cutover, demo, dump_tools, inspect, run, seed_manifest, sim, verify};
 use pika_relay::formats::binlog_file::Flavor;
 use pika_relay::formats::manifest::ManifestLayout;
 use std::path::PathBuf;
@@ -39,6 +39,11 @@ enum Cmd {
     /// Print binlog files, manifests and dump `info` files in human-readable form.
     #[command(subcommand)]
     Inspect(InspectCmd),
+    /// Run one simulated peer as a server (container test topologies):
+    /// `sim old-master --flavour 2.3|3.0 --port P --data-dir DIR` or
+    /// `sim new-slave --version 3.1|3.2|3.3 --port S --slaveof HOST:PORT --data-dir DIR`.
+    #[command(subcommand)]
+    Sim(sim::SimCmd),
     /// Seed a new Pika's `log_db0` (manifest + write2file<N>) from an old dump's `info` file, so
     /// that the new Pika starts at the dump's binlog position (what `manifest_generator` does,
     /// byte-for-byte as the chosen Pika version writes it).
@@ -238,6 +243,10 @@ fn main() -> ExitCode {
                 Ok(r) => Err(demo_summary(&r)),
                 Err(e) => Err(format!("demo failed: {e}")),
             }
+        }
+        Cmd::Sim(cmd) => {
+            init_logs("info");
+            runtime().block_on(sim::run(cmd)).map(|()| String::new())
         }
         Cmd::Inspect(InspectCmd::Binlog { path, format }) => {
             inspect::binlog(&path, format).map_err(|e| format!("{}: {e}", path.display()))

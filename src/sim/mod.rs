@@ -10,11 +10,13 @@
 //! - [`new_slave`]: a new Pika (3.1–3.4) slave.
 //! - [`pika_keyspace`]: an old Pika's per-type keyspaces as `verify` reads them.
 //! - [`keyspace`]: the data model both apply commands to; [`dump`]: the dump format they share;
-//!   [`workload`]: command sets of every data type.
+//!   [`workload`]: command sets of every data type; [`probe`]: how a driver reads a standalone
+//!   double's data over the network.
 
 pub mod dump;
 pub mod keyspace;
 pub mod new_slave;
 pub mod old_master;
 pub mod pika_keyspace;
+pub mod probe;
 pub mod workload;

@@ -570,9 +570,13 @@ async fn handle(
     buf.reserve(64 * 1024);
     // Phase 2: this connection becomes the active one (a newer one supersedes an older one).
     let token = CancellationToken::new();
-    if let Some((old, tok)) = shared.active.lock().unwrap().replace((conn, token.clone())) {
+    let superseded = shared.active.lock().unwrap().replace((conn, token.clone()));
+    if let Some((old, tok)) = superseded {
         tracing::info!("binlog connection #{old} superseded by #{conn} from {peer}");
         tok.cancel();
+        // Records may have died in flight on the old connection: from now on only an exact
+        // continuation is accepted (a later start is a gap, not the master's rounding).
+        shared.stream.lock().await.fresh = false;
     }
     tracing::info!("binlog connection #{conn} from {peer} authenticated with sid {sid_at_auth} ({wire:?} format)");
     shared.status.send_modify(|s| {
@@ -601,6 +605,11 @@ async fn handle(
             false
         }
     };
+    if *shared.sid.borrow() == Some(sid_at_auth) {
+        // Same reason as when superseded: the master's sender reconnects after the records it
+        // had handed to this connection's socket, delivered or not.
+        shared.stream.lock().await.fresh = false;
+    }
     if was_active {
         shared.status.send_modify(|s| s.binlog_connected = false);
         let _ = shared.link.send(LinkEvent::Down {

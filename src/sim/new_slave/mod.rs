@@ -74,6 +74,9 @@ pub struct NewSlaveConfig {
     pub recv_timeout: Duration,
     /// The rsync daemon to run.
     pub rsync: RsyncDaemonKind,
+    /// Address the embedded rsync daemon binds (default: the master's ip, i.e. loopback in
+    /// tests; `0.0.0.0` for the standalone double in a container).
+    pub rsync_bind: Option<std::net::IpAddr>,
 }
 
 impl NewSlaveConfig {
@@ -93,6 +96,7 @@ impl NewSlaveConfig {
             reconnect_delay: Duration::from_millis(500),
             recv_timeout: Duration::from_secs(20),
             rsync: RsyncDaemonKind::System,
+            rsync_bind: None,
         }
     }
 }
@@ -163,7 +167,8 @@ impl NewSlave {
             RsyncDaemonKind::Embedded => {
                 use crate::rsync::receiver::{ModuleSpec, Receiver, ReceiverConfig};
                 let staging = cfg.data_dir.join("rsync-staging");
-                let bind = std::net::SocketAddr::new(cfg.master.ip(), cfg.port + 1000);
+                let ip = cfg.rsync_bind.unwrap_or(cfg.master.ip());
+                let bind = std::net::SocketAddr::new(ip, cfg.port + 1000);
                 let rc = ReceiverConfig::new(
                     bind,
                     staging.clone(),

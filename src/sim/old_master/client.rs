@@ -137,6 +137,10 @@ fn command(inner: &Arc<Inner>, auth: &mut Auth, argv: Argv) -> Vec<u8> {
             )
         }
         "ping" => b"+PONG\r\n".to_vec(),
+        "sim.digest" | "sim.lines" => {
+            crate::sim::probe::answer(&argv, || inner.state.lock().unwrap().ks.clone())
+                .unwrap_or_default()
+        }
         "config" if argv.len() == 3 && argv[2].eq_ignore_ascii_case(b"binlog-file-size") => {
             let v = cfg.binlog_file_size.to_string();
             format!("*2\r\n$16\r\nbinlog-file-size\r\n${}\r\n{v}\r\n", v.len()).into_bytes()

@@ -20,12 +20,13 @@
 
 pub mod binlog;
 pub mod client;
+pub mod command_log;
 pub mod dump;
 pub mod heartbeat;
 pub mod sender;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -117,6 +118,9 @@ pub struct OldMasterConfig {
     pub delivery: Option<Arc<dyn DumpDelivery>>,
     /// Timers.
     pub timings: MasterTimings,
+    /// Where every accepted write is appended (with its exec time) and, at start, replayed
+    /// from: the binlog and the data survive a killed process, as a real master's do.
+    pub command_log: Option<PathBuf>,
 }
 
 impl OldMasterConfig {
@@ -132,6 +136,7 @@ impl OldMasterConfig {
             dump_root,
             delivery: None,
             timings: MasterTimings::default(),
+            command_log: None,
         }
     }
 }
@@ -199,6 +204,7 @@ pub(crate) struct State {
     pub hb_conns: HashMap<u64, CancellationToken>,
     pub next_hb: u64,
     pub stats: MasterStats,
+    pub cmd_log: Option<std::fs::File>,
 }
 
 pub(crate) struct Inner {
@@ -257,14 +263,52 @@ impl OldMaster {
         Err(last_err.unwrap_or_else(|| std::io::Error::other("no free port pair P, P+2000")))
     }
 
+    /// Binds `ip:port` (client port P) and `ip:port+2000` (heartbeat), replays the command log
+    /// when one is configured, and starts serving: the standalone double (`pika-relay sim`).
+    pub async fn start_at(cfg: OldMasterConfig, ip: IpAddr, port: u16) -> std::io::Result<Self> {
+        let hb_port = port
+            .checked_add(2000)
+            .ok_or_else(|| std::io::Error::other(format!("port {port} + 2000 overflows")))?;
+        let client = TcpListener::bind((ip, port)).await?;
+        let hb = TcpListener::bind((ip, hb_port)).await?;
+        let (mut ks, mut binlog) = (Keyspace::default(), Self::new_binlog(&cfg));
+        let mut cmd_log = None;
+        if let Some(path) = &cfg.command_log {
+            let replayed = command_log::replay(path, |now, argv| {
+                let _ = write_at(&mut ks, &mut binlog, None, cfg.flavor, argv, now);
+            })?;
+            tracing::info!(
+                "old-master double: replayed {replayed} writes from {}",
+                path.display()
+            );
+            cmd_log = Some(command_log::open_append(path)?);
+        }
+        Ok(Self::start_with(cfg, client, hb, ks, binlog, cmd_log))
+    }
+
+    fn new_binlog(cfg: &OldMasterConfig) -> Binlog {
+        Binlog::new(cfg.flavor, cfg.binlog_file_size, cfg.server_id)
+    }
+
     fn start_on(cfg: OldMasterConfig, client: TcpListener, hb: TcpListener) -> OldMaster {
+        let binlog = Self::new_binlog(&cfg);
+        Self::start_with(cfg, client, hb, Keyspace::default(), binlog, None)
+    }
+
+    fn start_with(
+        cfg: OldMasterConfig,
+        client: TcpListener,
+        hb: TcpListener,
+        ks: Keyspace,
+        binlog: Binlog,
+        cmd_log: Option<std::fs::File>,
+    ) -> OldMaster {
         let addr = client.local_addr().expect("bound");
-        let binlog = Binlog::new(cfg.flavor, cfg.binlog_file_size, cfg.server_id);
         let inner = Arc::new(Inner {
             cfg,
             port: addr.port(),
             state: Mutex::new(State {
-                ks: Keyspace::default(),
+                ks,
                 binlog,
                 slaves: Vec::new(),
                 last_sid: 0,
@@ -276,6 +320,7 @@ impl OldMaster {
                 hb_conns: HashMap::new(),
                 next_hb: 1,
                 stats: MasterStats::default(),
+                cmd_log,
             }),
             shutdown: CancellationToken::new(),
         });
@@ -369,6 +414,26 @@ impl Drop for OldMaster {
 }
 
 pub(crate) fn write_locked(st: &mut State, flavor: Flavor, argv: &Argv) -> Result<Reply, String> {
+    let State {
+        ks,
+        binlog,
+        cmd_log,
+        ..
+    } = st;
+    write_at(ks, binlog, cmd_log.as_mut(), flavor, argv, unix_now())
+}
+
+/// Executes a write at `now`: the keyspace, then the binlog records with the version's
+/// rewrites, then the command log (when kept). Replaying the log with the same `now`s rebuilds
+/// the same data and the same binlog bytes.
+fn write_at(
+    ks: &mut Keyspace,
+    binlog: &mut Binlog,
+    cmd_log: Option<&mut std::fs::File>,
+    flavor: Flavor,
+    argv: &Argv,
+    now: u64,
+) -> Result<Reply, String> {
     if argv.is_empty() {
         return Err("ERR empty command".into());
     }
@@ -376,10 +441,9 @@ pub(crate) fn write_locked(st: &mut State, flavor: Flavor, argv: &Argv) -> Resul
     if flavor == Flavor::V23 && name == "psetex" {
         return Err("Err unknown or unsupported command 'psetex'".into());
     }
-    let now = unix_now();
-    let reply = st.ks.exec(argv, now)?;
+    let reply = ks.exec(argv, now)?;
     let new_value = if name.starts_with("incr") || name.starts_with("decr") {
-        match st.ks.data.get(&argv[1]) {
+        match ks.data.get(&argv[1]) {
             Some((Value::Str(v), _)) => Some(v.clone()),
             _ => None,
         }
@@ -388,7 +452,14 @@ pub(crate) fn write_locked(st: &mut State, flavor: Flavor, argv: &Argv) -> Resul
     };
     let hub = binlog::hub_flag(argv);
     for rec in binlog::to_binlog(flavor, argv, &reply, now, new_value) {
-        st.binlog.put(&rec, now as u32, hub);
+        binlog.put(&rec, now as u32, hub);
+    }
+    if let Some(f) = cmd_log {
+        if let Err(e) = command_log::append(f, now, argv) {
+            tracing::error!(
+                "old-master double: command log append failed: {e}; a restart will lose this write"
+            );
+        }
     }
     Ok(reply)
 }
