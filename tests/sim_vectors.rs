@@ -3,8 +3,9 @@
 //! that legitimately differ between two runs masked (exec times, ports, the rsync client's
 //! capability string).
 //!
-//! - the old-master double (3.0.16 flavour): its replies to the recorded client workload and to
-//!   the recorded trysyncs, its binlog push, and its rsync client's command line;
+//! - the old-master double (3.0.16 flavour): its replies to the recorded client workload, to the
+//!   recorded trysyncs (incremental, forced, after the full sync) and heartbeat, its binlog push,
+//!   and its rsync client's command lines;
 //! - the new-slave double (3.2 flavour): its protobuf requests against the 3.2.9 master's
 //!   recorded answers.
 
@@ -337,6 +338,23 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
         pushes[5..],
         recorded[5..],
         "--delete passes in order, then info"
+    );
+
+    // After the full sync the slave resumes at the dump's position: `:3`, as recorded.
+    let mut t = TcpStream::connect(m.addr()).await.unwrap();
+    t.write_all(&trysync_as(
+        "pika-3.0.16/streams/07-trysync-after-fullsync.c2s.bin",
+        s,
+    ))
+    .await
+    .unwrap();
+    let want = vectors::read("pika-3.0.16/streams/07-trysync-after-fullsync.s2c.bin");
+    let mut got = Vec::new();
+    read_n(&mut t, &mut got, want.len()).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want),
+        "trysync after the full sync"
     );
     m.shutdown();
     cancel.cancel();
