@@ -199,7 +199,10 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
         hb_stage1_limit: Duration::from_secs(60),
         ..MasterTimings::fast()
     };
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+    mcfg.delivery = Some(Arc::new(RsyncCliDelivery {
+        probe_first: true,
+        ..RsyncCliDelivery::default()
+    }));
     let m = OldMaster::start(mcfg).await.unwrap();
     let mport = m.addr().port();
 
@@ -307,9 +310,10 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
     })
     .await
     .expect("the double delivers its dump");
-    let pushes: Vec<Vec<String>> = seen
-        .lock()
-        .unwrap()
+    let conns = seen.lock().unwrap().clone();
+    // The master's connect-only probe (recorded as 06-rsync-01-probe) comes first.
+    assert!(conns[0].is_empty(), "a bare connect before the first push");
+    let pushes: Vec<Vec<String>> = conns
         .iter()
         .filter(|c| !c.is_empty())
         .map(|c| rsync_request_masked(c, mport))
