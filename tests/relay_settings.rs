@@ -43,7 +43,11 @@ async fn master() -> (tempfile::TempDir, OldMaster) {
     let tmp = tempfile::tempdir().unwrap();
     let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.path().join("master-dumps"));
     mcfg.timings = MasterTimings::fast();
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+    // As 3.0.16: a bare connect to R+3000 before the first push (the relay must shrug it off).
+    mcfg.delivery = Some(Arc::new(RsyncCliDelivery {
+        probe_first: true,
+        ..RsyncCliDelivery::default()
+    }));
     let m = OldMaster::start(mcfg).await.unwrap();
     (tmp, m)
 }

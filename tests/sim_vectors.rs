@@ -3,8 +3,9 @@
 //! that legitimately differ between two runs masked (exec times, ports, the rsync client's
 //! capability string).
 //!
-//! - the old-master double (3.0.16 flavour): its replies to the recorded client workload and to
-//!   the recorded trysyncs, its binlog push, and its rsync client's command line;
+//! - the old-master double (3.0.16 flavour): its replies to the recorded client workload, to the
+//!   recorded trysyncs (incremental, forced, after the full sync) and heartbeat, its binlog push,
+//!   and its rsync client's command lines;
 //! - the new-slave double (3.2 flavour): its protobuf requests against the 3.2.9 master's
 //!   recorded answers.
 
@@ -198,7 +199,10 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
         hb_stage1_limit: Duration::from_secs(60),
         ..MasterTimings::fast()
     };
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+    mcfg.delivery = Some(Arc::new(RsyncCliDelivery {
+        probe_first: true,
+        ..RsyncCliDelivery::default()
+    }));
     let m = OldMaster::start(mcfg).await.unwrap();
     let mport = m.addr().port();
 
@@ -306,9 +310,10 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
     })
     .await
     .expect("the double delivers its dump");
-    let pushes: Vec<Vec<String>> = seen
-        .lock()
-        .unwrap()
+    let conns = seen.lock().unwrap().clone();
+    // The master's connect-only probe (recorded as 06-rsync-01-probe) comes first.
+    assert!(conns[0].is_empty(), "a bare connect before the first push");
+    let pushes: Vec<Vec<String>> = conns
         .iter()
         .filter(|c| !c.is_empty())
         .map(|c| rsync_request_masked(c, mport))
@@ -337,6 +342,23 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
         pushes[5..],
         recorded[5..],
         "--delete passes in order, then info"
+    );
+
+    // After the full sync the slave resumes at the dump's position: `:3`, as recorded.
+    let mut t = TcpStream::connect(m.addr()).await.unwrap();
+    t.write_all(&trysync_as(
+        "pika-3.0.16/streams/07-trysync-after-fullsync.c2s.bin",
+        s,
+    ))
+    .await
+    .unwrap();
+    let want = vectors::read("pika-3.0.16/streams/07-trysync-after-fullsync.s2c.bin");
+    let mut got = Vec::new();
+    read_n(&mut t, &mut got, want.len()).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want),
+        "trysync after the full sync"
     );
     m.shutdown();
     cancel.cancel();

@@ -478,7 +478,9 @@ async fn handle(
     // Before `auth` only a tiny message is expected (unless the master sends none).
     let pre_auth = cfg.binlog_auth.then_some(cfg.max_pre_auth_bytes);
     let mut buf = BytesMut::with_capacity(pre_auth.map_or(64 * 1024, |c| c.min(4096)));
-    let deadline = tokio::time::Instant::now() + cfg.timings.binlog_auth_timeout;
+    // With `auth` the whole first message is due within the timeout; without it (2.3.0–2.3.2)
+    // the first message is a record of any size, so the timeout counts silence instead.
+    let mut deadline = tokio::time::Instant::now() + cfg.timings.binlog_auth_timeout;
     // Phase 1: the first bytes decide the wire format; the first message must be `auth <sid>`.
     let mut wire = match cfg.old_version {
         OldVersion::V30 => Some(Wire::V30),
@@ -543,8 +545,13 @@ async fn handle(
         let r = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(deadline) => {
+                let what = if pre_auth.is_some() {
+                    "no `auth <sid>` within"
+                } else {
+                    "no complete first message and nothing more received for"
+                };
                 shared.reject(peer, &format!(
-                    "no `auth <sid>` within {:?} of connecting ({} bytes received; binlog_auth_timeout)",
+                    "{what} {:?} ({} bytes received; binlog_auth_timeout)",
                     cfg.timings.binlog_auth_timeout, buf.len()
                 ));
                 return;
@@ -555,6 +562,9 @@ async fn handle(
             Ok(0) => {
                 tracing::info!("binlog connection from {peer} closed before authenticating");
                 return;
+            }
+            Ok(_) if pre_auth.is_none() => {
+                deadline = tokio::time::Instant::now() + cfg.timings.binlog_auth_timeout;
             }
             Ok(_) => {}
             Err(e) => {
