@@ -100,8 +100,8 @@ struct Run {
     written: u64,
     secs: f64,
     lags_ms: Vec<f64>,
-    /// Journal behind the master: (entries, ms) per sample during the load.
-    jlag: Vec<(f64, f64)>,
+    /// Journal behind the master, per sample during the load.
+    jlag: Vec<Lag>,
     cpu_secs: f64,
     peak_rss: u64,
     journal_bytes: u64,
@@ -249,13 +249,20 @@ async fn baseline(n: u64) -> Run {
         up,
         "measured nothing: the bare upstream baseline never got a binlog connection in 30 s"
     );
+    let marks = Marks::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let le = last_end.clone();
+    let sampler = sample_lag(marks.clone(), stop.clone(), move || {
+        Some((*le.lock().unwrap(), None))
+    });
     let t0 = Instant::now();
     let k2 = keys.clone();
-    let marks = Marks::default();
     let d = drive(&m, n, &marks, move |p| {
         k2.lock().unwrap().contains(p.as_bytes())
     })
     .await;
+    stop.store(true, Ordering::SeqCst);
+    let jlag = sampler.join().unwrap();
     // The last probe is written after every other entry and arrives in order: once every probe
     // was seen, the consumer has the whole workload.
     let secs = t0.elapsed().as_secs_f64();
@@ -275,49 +282,104 @@ async fn baseline(n: u64) -> Run {
         written: d.written,
         secs,
         lags_ms: d.lags_ms,
-        jlag: Vec::new(),
+        jlag,
         cpu_secs: f64::NAN,
         peak_rss: 0,
         journal_bytes: 0,
     }
 }
 
-/// Samples the journal's synced upstream position through `INFO` every 10 ms until `stop`, and
-/// turns it into (entries, ms) behind the master using the marks.
-fn sample_journal(
+/// One sample of the journal's position during the load.
+#[derive(Clone, Copy)]
+struct Lag {
+    /// Entries written to the master and not yet synced in the journal, and the age of the
+    /// oldest of them.
+    entries: f64,
+    ms: f64,
+    /// The part of it after the relay received them: entries received and not yet synced, and
+    /// for how long the oldest was seen received (10 ms sampling). NaN when the relay does not
+    /// report its received position.
+    recv_entries: f64,
+    recv_ms: f64,
+}
+
+/// The relay's (synced, received) upstream positions through `INFO replication`.
+fn relay_positions(
     admin: std::net::SocketAddr,
+) -> impl FnMut() -> Option<(BinlogPos, Option<BinlogPos>)> + Send + 'static {
+    let mut conn = std::net::TcpStream::connect(admin).ok();
+    move || {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => conn.insert(std::net::TcpStream::connect(admin).ok()?),
+        };
+        let Some(text) = info(c, "replication") else {
+            conn = None;
+            return None;
+        };
+        Some((info_upstream_pos(&text)?, info_received_pos(&text)))
+    }
+}
+
+/// Samples `positions()` (the synced and maybe the received upstream position) every 10 ms
+/// until `stop`, and turns it into a [`Lag`] using the marks.
+fn sample_lag(
     marks: Marks,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Vec<(f64, f64)>> {
+    mut positions: impl FnMut() -> Option<(BinlogPos, Option<BinlogPos>)> + Send + 'static,
+) -> std::thread::JoinHandle<Vec<Lag>> {
     std::thread::spawn(move || {
         let mut out = Vec::new();
-        let mut conn = std::net::TcpStream::connect(admin).ok();
+        // (time first seen, received position) for received positions not yet synced.
+        let mut seen: std::collections::VecDeque<(Instant, BinlogPos)> = Default::default();
         while !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(10));
-            let Some(c) = conn.as_mut() else {
-                conn = std::net::TcpStream::connect(admin).ok();
-                continue;
-            };
-            let Some(text) = info(c, "replication") else {
-                conn = None;
-                continue;
-            };
-            let Some(synced) = info_upstream_pos(&text) else {
+            let Some((synced, received)) = positions() else {
                 continue;
             };
             let now = Instant::now();
             let m = marks.lock().unwrap();
             let Some(last) = m.last() else { continue };
+            // Entries up to a position, from the marks (64-write granularity).
+            let count_at = |p: BinlogPos| {
+                let i = m.partition_point(|k| k.pos <= p);
+                if i == 0 {
+                    0
+                } else {
+                    m[i - 1].count
+                }
+            };
+            let (recv_entries, recv_ms) = match received {
+                Some(r) => {
+                    let r = r.max(synced);
+                    if seen.back().is_none_or(|&(_, p)| p < r) {
+                        seen.push_back((now, r));
+                    }
+                    while seen.front().is_some_and(|&(_, p)| p <= synced) {
+                        seen.pop_front();
+                    }
+                    let ms = seen
+                        .front()
+                        .map_or(0.0, |&(t, _)| (now - t).as_secs_f64() * 1000.0);
+                    ((count_at(r) - count_at(synced)) as f64, ms)
+                }
+                None => (f64::NAN, f64::NAN),
+            };
             // The first mark past the synced position: the oldest write not yet synced was
             // written by then.
             let i = m.partition_point(|k| k.pos <= synced);
-            if i == m.len() {
-                out.push((0.0, 0.0));
-                continue;
-            }
-            let before = if i == 0 { 0 } else { m[i - 1].count };
-            let ms = now.saturating_duration_since(m[i].t).as_secs_f64() * 1000.0;
-            out.push(((last.count - before) as f64, ms));
+            let (entries, ms) = if i == m.len() {
+                (0.0, 0.0)
+            } else {
+                let ms = now.saturating_duration_since(m[i].t).as_secs_f64() * 1000.0;
+                ((last.count - count_at(synced)) as f64, ms)
+            };
+            out.push(Lag {
+                entries,
+                ms,
+                recv_entries,
+                recv_ms,
+            });
         }
         out
     })
@@ -390,7 +452,7 @@ async fn through_relay(n: u64, spec: Spec) -> Run {
     };
     let marks = Marks::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let jsampler = sample_journal(admin, marks.clone(), stop.clone());
+    let jsampler = sample_lag(marks.clone(), stop.clone(), relay_positions(admin));
     let cpu0 = cpu_secs(pid);
     let t0 = Instant::now();
     let d = if spec.backlog {
@@ -510,11 +572,17 @@ fn main() {
         .collect();
     let eps = |r: &Run| r.written as f64 / r.secs;
     println!("relay_load: {n} mixed writes per run, relay in its own process, 2 cores shared with the doubles");
+    let mut be: Vec<f64> = base.jlag.iter().map(|x| x.entries).collect();
+    let mut bm: Vec<f64> = base.jlag.iter().map(|x| x.ms).collect();
     println!(
-        "baseline (master double -> bare upstream consumer): {:>8.0} entries/s, probe lag p50 {:.1} ms p99 {:.1} ms",
+        "baseline (master double -> bare upstream consumer): {:>8.0} entries/s, probe lag p50 {:.1} ms p99 {:.1} ms; consumer behind master: p99 {:.0} entries / {:.1} ms, max {:.0} entries / {:.1} ms",
         eps(&base),
         percentile(&mut base.lags_ms, 0.5),
-        percentile(&mut base.lags_ms, 0.99)
+        percentile(&mut base.lags_ms, 0.99),
+        percentile(&mut be, 0.99),
+        percentile(&mut bm, 0.99),
+        percentile(&mut be, 1.0),
+        percentile(&mut bm, 1.0)
     );
     let jbytes = runs.iter().map(|r| r.journal_bytes).max().unwrap_or(0);
     if jbytes > 0 {
@@ -534,8 +602,10 @@ fn main() {
         .find(|r| r.spec.slaves == 1 && !r.spec.always && !r.spec.backlog)
         .map(|r| (eps(r), r.cpu_secs / r.written as f64 * 1e6));
     for r in runs.iter_mut() {
-        let mut je: Vec<f64> = r.jlag.iter().map(|x| x.0).collect();
-        let mut jm: Vec<f64> = r.jlag.iter().map(|x| x.1).collect();
+        let mut je: Vec<f64> = r.jlag.iter().map(|x| x.entries).collect();
+        let mut jm: Vec<f64> = r.jlag.iter().map(|x| x.ms).collect();
+        let mut re: Vec<f64> = r.jlag.iter().map(|x| x.recv_entries).collect();
+        let mut rm: Vec<f64> = r.jlag.iter().map(|x| x.recv_ms).collect();
         let cpu_m = r.cpu_secs / r.written as f64 * 1e6;
         println!(
             "relay [{}]: {:>8.0} entries/s ({:.2}x baseline), probe lag p50 {:.1} ms p99 {:.1} ms; journal behind master: p99 {:.0} entries / {:.1} ms, max {:.0} entries / {:.1} ms ({} samples); relay CPU {:.2} s per M entries; peak RSS {:.1} MiB",
@@ -551,6 +621,13 @@ fn main() {
             r.jlag.len(),
             cpu_m,
             r.peak_rss as f64 / 1048576.0
+        );
+        println!(
+            "    of which after the relay received them (receive -> synced): p99 {:.0} entries / {:.1} ms, max {:.0} entries / {:.1} ms",
+            percentile(&mut re, 0.99),
+            percentile(&mut rm, 0.99),
+            percentile(&mut re, 1.0),
+            percentile(&mut rm, 1.0)
         );
         if let (Some((e1, c1)), false) = (one, r.spec.backlog || r.spec.always) {
             if r.spec.slaves > 1 {

@@ -188,9 +188,17 @@ pub fn info(stream: &mut std::net::TcpStream, section: &str) -> Option<String> {
 /// `upstream_binlog_offset=<f> <o>` from an `INFO replication` text: the upstream position the
 /// journal has synced.
 pub fn info_upstream_pos(info: &str) -> Option<pika_relay::formats::BinlogPos> {
-    let v = info
-        .lines()
-        .find_map(|l| l.strip_prefix("upstream_binlog_offset="))?;
+    info_pos(info, "upstream_binlog_offset=")
+}
+
+/// `upstream_received_offset=<f> <o>`: the upstream position the relay has received (absent
+/// from relays before it was added).
+pub fn info_received_pos(info: &str) -> Option<pika_relay::formats::BinlogPos> {
+    info_pos(info, "upstream_received_offset=")
+}
+
+fn info_pos(info: &str, key: &str) -> Option<pika_relay::formats::BinlogPos> {
+    let v = info.lines().find_map(|l| l.strip_prefix(key))?;
     let (f, o) = v.trim().split_once(' ')?;
     Some(pika_relay::formats::BinlogPos::new(
         f.parse().ok()?,

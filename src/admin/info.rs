@@ -16,6 +16,9 @@ pub struct UpstreamView {
     pub sid: Option<String>,
     /// The last upstream position durably in the journal.
     pub position: BinlogPos,
+    /// The upstream position after the last entry received (handed to the journal, maybe not
+    /// synced yet): `position` trails it by the time a sync takes.
+    pub received: BinlogPos,
     /// Whether entries are flowing.
     pub link_up: bool,
 }
@@ -155,11 +158,13 @@ fn replication(out: &mut String, s: &RelayStatus) {
     );
     let _ = write!(
         out,
-        "upstream_state:{}\r\nupstream_sid:{}\r\nupstream_binlog_offset={} {}\r\n",
+        "upstream_state:{}\r\nupstream_sid:{}\r\nupstream_binlog_offset={} {}\r\nupstream_received_offset={} {}\r\n",
         u.state,
         u.sid.as_deref().unwrap_or("-"),
         u.position.filenum,
-        u.position.offset
+        u.position.offset,
+        u.received.filenum,
+        u.received.offset
     );
     let _ = write!(out, "connected_slaves:{}\r\n", s.slaves.len());
     for (i, sl) in s.slaves.iter().enumerate() {
@@ -257,6 +262,7 @@ mod tests {
                 state: "streaming".into(),
                 sid: Some("3".into()),
                 position: BinlogPos::new(0, 156700),
+                received: BinlogPos::new(0, 160000),
                 link_up: true,
             },
             journal_end: BinlogPos::new(0, 227652),
@@ -269,6 +275,7 @@ mod tests {
             text.contains("master_host:10.0.0.5\r\nmaster_port:9221\r\nmaster_link_status:up\r\n")
         );
         assert!(text.contains("upstream_binlog_offset=0 156700\r\n"));
+        assert!(text.contains("upstream_received_offset=0 160000\r\n"));
         assert!(text.contains("connected_slaves:0\r\n"));
         assert!(text.contains("db0 binlog_offset=0 227652,safety_purge=none\r\n"));
         assert!(!text.contains("# Log"));

@@ -1,7 +1,7 @@
 //! The relay's sinks towards new Pika: [`pb`], the protobuf replication master real 3.1–3.4
-//! slaves attach to, fed by journal cursors ([`source`]) through one shared tail reader
-//! ([`fanout`]); [`window`] matches their acks; [`registry`] lists them for INFO and metrics;
-//! [`resp`] replays into Redis-protocol targets.
+//! slaves attach to, fed by journal cursors ([`source`]) that share the journal's in-memory
+//! items ([`fanout`]); [`window`] matches their acks; [`registry`] lists them for INFO and
+//! metrics; [`resp`] replays into Redis-protocol targets.
 
 pub mod dbsync;
 pub mod fanout;

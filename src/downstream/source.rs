@@ -2,7 +2,7 @@
 //! driven by the relay's [`Journal`](crate::journal::Journal) ([`RelayJournal`]) and, in unit
 //! tests, by anything that holds 3.x items.
 
-use crate::downstream::fanout::{Fanout, FanoutCursor};
+use crate::downstream::fanout::FanoutCursor;
 use crate::formats::BinlogPos;
 use crate::journal::{CursorError, Journal, Synced};
 use std::future::Future;
@@ -93,31 +93,20 @@ pub fn item_logic_id(bytes: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// The relay's journal with the directory of received dumps (`<dumps>/epoch-<n>`), read by the
-/// slaves through one shared [`Fanout`].
+/// The relay's journal with the directory of received dumps (`<dumps>/epoch-<n>`). Slaves read
+/// it through [`FanoutCursor`]s (items shared from the journal's in-memory tail).
 #[derive(Clone)]
 pub struct RelayJournal {
     /// The journal.
     pub journal: Journal,
     /// Where dumps received from the old master are promoted.
     pub dumps: PathBuf,
-    fanout: Fanout,
 }
 
 impl RelayJournal {
-    /// The journal served through a new [`Fanout`] (starts its reader task: call inside a tokio
-    /// runtime; it stops when the last clone is dropped).
+    /// The journal with its dumps directory.
     pub fn new(journal: Journal, dumps: PathBuf) -> RelayJournal {
-        RelayJournal {
-            fanout: Fanout::start(journal.clone()),
-            journal,
-            dumps,
-        }
-    }
-
-    /// The shared tail reader.
-    pub fn fanout(&self) -> &Fanout {
-        &self.fanout
+        RelayJournal { journal, dumps }
     }
 
     /// The directory of epoch `n`'s dump.
@@ -126,7 +115,7 @@ impl RelayJournal {
     }
 }
 
-/// Cursor over the relay's journal (through the shared [`Fanout`]).
+/// Cursor over the relay's journal (see [`FanoutCursor`]).
 pub struct RelayCursor(FanoutCursor);
 
 impl JournalCursor for RelayCursor {
@@ -155,12 +144,11 @@ impl JournalSource for RelayJournal {
     }
 
     fn open(&self, pos: BinlogPos) -> io::Result<RelayCursor> {
-        self.fanout.cursor(pos).map(RelayCursor)
+        FanoutCursor::open(self.journal.clone(), pos).map(RelayCursor)
     }
 
-    /// The fan-out's view of the synced state: advanced once its items are readable through it.
     fn watch(&self) -> watch::Receiver<Synced> {
-        self.fanout.watch()
+        self.journal.watch()
     }
 
     fn dump_dir(&self, epoch: u64) -> Option<PathBuf> {

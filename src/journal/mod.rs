@@ -10,6 +10,7 @@
 //! | [`recovery`] | reopening after a crash: cut the unaccepted tail, check the files against meta |
 //! | [`cursor`] | readers from any position that follow the tail, reading from disk |
 //! | [`retention`] | purging old files by count and age, protecting what cursors and the epoch need |
+//! | [`tail`] | the most recent items in memory as the writer encoded them, for readers at the tail |
 //! | [`files`] | file names, listing, record-boundary checks |
 //!
 //! # Durability contract
@@ -38,6 +39,7 @@ pub mod meta;
 pub mod recovery;
 pub mod retention;
 mod syncer;
+pub mod tail;
 pub mod writer;
 
 pub use cursor::{Cursor, CursorError, CursorItem};
@@ -104,6 +106,8 @@ pub struct JournalConfig {
     pub channel_capacity: usize,
     /// Bytes a cursor reads from disk at a time.
     pub read_chunk: usize,
+    /// Bytes of the most recent items kept in memory for readers at the tail ([`tail`]).
+    pub tail_bytes: usize,
 }
 
 fn default_layout() -> ManifestLayout {
@@ -121,6 +125,7 @@ impl Default for JournalConfig {
             retention: RetentionConfig::default(),
             channel_capacity: 1024,
             read_chunk: 256 * 1024,
+            tail_bytes: 16 << 20,
         }
     }
 }
@@ -198,6 +203,8 @@ pub(crate) struct Shared {
     pub(crate) purge_lock: Mutex<()>,
     /// Set when the writer failed.
     pub(crate) failure: Mutex<Option<String>>,
+    /// Recent items in memory.
+    pub(crate) tail: Mutex<tail::Tail>,
 }
 
 /// The read side of the journal: cursors, the synced state, retention. Cheap to clone.
@@ -255,6 +262,22 @@ impl Journal {
     /// Opens a cursor at `pos` (see [`Cursor`]).
     pub fn cursor(&self, pos: BinlogPos) -> Result<Cursor, CursorError> {
         Cursor::open(self.shared.clone(), pos)
+    }
+
+    /// The item starting at `pos` if it is still in the in-memory [`tail`] (it may be past the
+    /// synced end: check before sending it). `hint` speeds up sequential reads (start with 0).
+    pub fn tail_get(&self, pos: BinlogPos, hint: &mut u64) -> Option<tail::TailItem> {
+        self.shared.tail.lock().unwrap().get(pos, hint)
+    }
+
+    /// Whether a reader at `pos` can continue from the in-memory [`tail`].
+    pub fn tail_covers(&self, pos: BinlogPos) -> bool {
+        self.shared.tail.lock().unwrap().covers(pos)
+    }
+
+    /// Items and bytes in the in-memory [`tail`].
+    pub fn tail_len(&self) -> (usize, usize) {
+        self.shared.tail.lock().unwrap().len()
     }
 
     /// Runs retention now (the writer also runs it after each rotation).

@@ -6,6 +6,7 @@ use super::files::data_path;
 use super::meta::{sync_dir, Meta};
 use super::recovery::{self, Recovery};
 use super::syncer::{Committer, SyncReq, Syncer};
+use super::tail::TailItem;
 use super::{Journal, JournalConfig, JournalError, Shared, SyncPolicy, Synced};
 use crate::formats::item::BinlogItem;
 use crate::formats::record::encode_record;
@@ -39,6 +40,8 @@ pub struct JournalWriter {
     file: Arc<File>,
     /// Files rotated away since the last sync request (their tails are not durable yet).
     rotated_files: Vec<Arc<File>>,
+    /// Items written since the last sync request, for the in-memory tail.
+    new_items: Vec<TailItem>,
     syncer: Arc<Syncer>,
     /// Generation of the last sync request.
     gen: u64,
@@ -77,6 +80,7 @@ impl JournalWriter {
             )));
         }
         let o = recovery::open(&cfg)?;
+        let cfg_tail_bytes = cfg.tail_bytes;
         let m = o.meta.current();
         let (tx, _) = watch::channel(o.recovery.state);
         let shared = Arc::new(Shared {
@@ -87,6 +91,7 @@ impl JournalWriter {
             next_cursor: AtomicU64::new(1),
             purge_lock: Mutex::new(()),
             failure: Mutex::new(None),
+            tail: Mutex::new(super::tail::Tail::new(o.recovery.state.end, cfg_tail_bytes)),
         });
         let syncer = Arc::new(Syncer::new(
             Committer {
@@ -100,6 +105,7 @@ impl JournalWriter {
             shared,
             file: Arc::new(o.file),
             rotated_files: Vec::new(),
+            new_items: Vec::new(),
             syncer,
             gen: 0,
             produced: 0,
@@ -177,6 +183,14 @@ impl JournalWriter {
         self.offset = encode_record(self.offset, &payload, exec_time, &mut self.buf);
         self.produced += self.offset - start;
         self.unsynced_bytes += self.offset - start;
+        if self.shared.cfg.tail_bytes > 0 {
+            self.new_items.push(TailItem {
+                bytes: bytes::Bytes::from(payload),
+                start: BinlogPos::new(self.filenum, start),
+                end: self.position(),
+                logic_id: self.logic_id,
+            });
+        }
         self.logic_id += 1;
         self.entries += 1;
         self.unsynced_items += 1;
@@ -214,6 +228,12 @@ impl JournalWriter {
 
     fn request(&mut self) -> Result<(), JournalError> {
         self.flush_buf()?;
+        // Readers at the tail find every item below the synced end in memory.
+        self.shared
+            .tail
+            .lock()
+            .unwrap()
+            .extend(self.new_items.drain(..));
         let mut files = std::mem::take(&mut self.rotated_files);
         files.push(self.file.clone());
         self.gen += 1;

@@ -418,6 +418,7 @@ fn status_of(
             state: format!("{:?}", u.state).to_ascii_lowercase(),
             sid: u.sid.map(|s| s.to_string()),
             position: s.upstream.unwrap_or_default(),
+            received: u.last_pos,
             link_up: u.state == SessionState::Streaming && u.binlog_connected,
         },
         journal_end: s.end,
