@@ -274,6 +274,7 @@ impl Relay {
                 bwlimit: cfg.rsync.bwlimit_kbps * 1024,
             })),
             cancel: cancel.clone(),
+            positions: crate::downstream::positions::PositionStore::new(data.join("positions")),
         });
         let pb_listener = TcpListener::bind(at(2000))
             .await
