@@ -819,6 +819,12 @@ impl<J: JournalSource> SlaveConn<J> {
                         .await
                         .map_err(|e| format!("journal read failed: {e}"))?
                     {
+                        // An item of a newer epoch (its padding item) is never sent to a
+                        // session of an older one: the session is ended first (check_epoch).
+                        Some(_) if self.shared.journal.synced().epoch != db.epoch => {
+                            exhausted = true;
+                            break;
+                        }
                         Some(it) => {
                             bytes += it.bytes.len();
                             let relog = positions::relogged_by_31(&it.bytes)
