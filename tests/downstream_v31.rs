@@ -57,6 +57,7 @@ async fn start_relay(master: &OldMaster, port: u16, data: &std::path::Path) -> R
     cfg.relay.bind = "127.0.0.1".parse().unwrap();
     cfg.relay.advertise_ip = "127.0.0.1".into();
     cfg.relay.data_dir = data.to_path_buf();
+    cfg.metrics.listen = "127.0.0.1:0".into();
     let tuning = Tuning {
         upstream_timings: Some(Timings::fast()),
         purge_interval: Some(Duration::from_millis(500)),

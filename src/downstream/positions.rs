@@ -30,7 +30,9 @@ pub const MAX_PAIRS: usize = 32;
 pub const MAX_SLAVES: usize = 4096;
 /// Largest map file read back (a hostile or damaged file is ignored beyond this).
 const MAX_FILE_BYTES: u64 = 64 * 1024;
-/// Disk writes of one map are at most this frequent (memory is always current).
+/// Disk writes of a map whose slave never drifted (it only confirms identity), and `fsync`s of
+/// any map, are at most this frequent; a drifted slave's map is written at every change (a
+/// rename, safe against a crash of the relay process). Memory is always current.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 const MAGIC: &str = "pika-relay positions v1";
 
@@ -318,6 +320,7 @@ struct Entry {
     map: PositionMap,
     dirty: bool,
     last_write: Option<Instant>,
+    last_sync: Option<Instant>,
 }
 
 /// Every slave DB's map, in memory and (with a directory) on disk.
@@ -400,6 +403,7 @@ impl PositionStore {
             map: PositionMap::default(),
             dirty: false,
             last_write: None,
+            last_sync: None,
         });
         e.map = map;
         e.dirty |= dirty;
@@ -415,23 +419,29 @@ impl PositionStore {
         }
     }
 
-    /// Writes the map of `key` if it changed and (unless `now`) the last write is old enough.
+    /// Writes the map of `key` if it changed: at once if `now` or the slave drifted, else when
+    /// the last write is old enough. The file is synced if `now` or the last sync is old enough.
     pub fn flush(&self, key: &str, now: bool) {
         let Some(path) = self.file(key) else {
             return;
         };
-        let text = {
+        let (text, sync) = {
             let mut g = self.maps.lock().unwrap();
             let Some(e) = g.get_mut(key) else { return };
-            let due = now || e.last_write.is_none_or(|t| t.elapsed() >= FLUSH_EVERY);
+            let old = |t: Option<Instant>| t.is_none_or(|t| t.elapsed() >= FLUSH_EVERY);
+            let due = now || e.map.drifted || old(e.last_write);
             if !e.dirty || !due {
                 return;
             }
+            let sync = now || old(e.last_sync);
             e.dirty = false;
             e.last_write = Some(Instant::now());
-            e.map.encode()
+            if sync {
+                e.last_sync = e.last_write;
+            }
+            (e.map.encode(), sync)
         };
-        if let Err(e) = write_atomic(&path, text.as_bytes()) {
+        if let Err(e) = write_atomic(&path, text.as_bytes(), sync) {
             warn!(
                 "downstream: cannot write position map {}: {e}; after a relay restart slave {key} may need a full sync",
                 path.display()
@@ -458,8 +468,9 @@ fn read_capped(path: &Path) -> io::Result<Option<String>> {
         .map_err(|_| io::Error::other("not UTF-8"))
 }
 
-/// Writes `path` crash-safely: a temporary file in the same directory, synced, then renamed.
-fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+/// Writes `path` crash-safely: a temporary file in the same directory (synced if `sync`), then
+/// renamed over it.
+fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -467,7 +478,9 @@ fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
+        if sync {
+            f.sync_data()?;
+        }
     }
     std::fs::rename(&tmp, path)
 }

@@ -645,6 +645,7 @@ impl<J: JournalSource> SlaveConn<J> {
             self.shared.positions.update(&key, |m| {
                 m.learn(end, relay_end);
             });
+            self.shared.positions.flush(&key, false);
             while let Some(&(end, id)) = db.in_flight_ids.front() {
                 if end > acked {
                     break;
