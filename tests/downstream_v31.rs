@@ -400,3 +400,49 @@ async fn a_new_epoch_reaches_a_streaming_slave_without_a_disconnect() {
     shared.cancel.cancel();
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_slave_position_past_its_last_ack_is_found_by_walking_the_journal() {
+    use pika_relay::downstream::positions::{advance, resolve, PositionMap, Resolved};
+    let j = mem_journal::MemJournal::new(4096, BinlogPos::default());
+    let fs = j.file_size();
+    let a = j.append(&[b"set", b"k1", b"v"], 1);
+    let b = j.append(&[b"incr", b"cnt"], 1);
+    let c = j.append(&[b"set", b"k2", b"v"], 1);
+    let d = j.append(&[b"hset", b"h", b"f", b"v"], 1);
+    // A 3.1 slave that drifted: its own position after `a` is 5 bytes further than the relay's.
+    let s_a = BinlogPos::new(0, a.end.offset + 5);
+    let mut m = PositionMap::default();
+    m.learn(s_a, a.end);
+    assert!(m.drifted);
+    assert_eq!(
+        resolve(&j, &m, s_a).await,
+        Resolved::At(a.end),
+        "learned pair"
+    );
+    // Past a counter item: the slave's size for it is unknown, so it cannot be mapped.
+    let s_b = advance(s_a, b.bytes.len() as u64 + 6, fs);
+    assert!(matches!(resolve(&j, &m, s_b).await, Resolved::Unmapped(_)));
+    // After the counter's ack was learned, the items after it are walked exactly.
+    m.learn(s_b, b.end);
+    let s_d = advance(
+        advance(s_b, c.bytes.len() as u64, fs),
+        d.bytes.len() as u64,
+        fs,
+    );
+    assert_eq!(resolve(&j, &m, s_d).await, Resolved::At(d.end));
+    let off_by_one = BinlogPos::new(s_d.filenum, s_d.offset + 1);
+    assert!(matches!(
+        resolve(&j, &m, off_by_one).await,
+        Resolved::Unmapped(_)
+    ));
+    // A slave that never drifted walks through counters at the relay's size, and with nothing
+    // learned its positions are the relay's.
+    let mut same = PositionMap::default();
+    same.learn(a.end, a.end);
+    assert_eq!(resolve(&j, &same, d.end).await, Resolved::At(d.end));
+    assert_eq!(
+        resolve(&j, &PositionMap::default(), c.end).await,
+        Resolved::At(c.end)
+    );
+}
