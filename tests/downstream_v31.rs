@@ -12,6 +12,8 @@
 mod mem_journal;
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/vectors.rs"]
+mod vectors;
 
 use pika_relay::config::Config;
 use pika_relay::downstream::pb::{self, DumpPusher, PbConfig, Shared};
@@ -444,5 +446,60 @@ async fn a_slave_position_past_its_last_ack_is_found_by_walking_the_journal() {
     assert_eq!(
         resolve(&j, &PositionMap::default(), c.end).await,
         Resolved::At(c.end)
+    );
+}
+
+/// The items of a recorded master binlog with their end offsets.
+fn recorded_items(rel: &str) -> Vec<(pika_relay::formats::item::BinlogItem, u64)> {
+    use pika_relay::formats::binlog_file::{decode_file, EntryBody, Flavor as FileFlavor};
+    let (entries, err) = decode_file(&vectors::read(rel), 0, FileFlavor::New);
+    assert!(err.is_none(), "{rel}: {err:?}");
+    entries
+        .into_iter()
+        .filter_map(|e| match e.body {
+            EntryBody::Items(mut v) => Some((v.remove(0), e.end)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_31_double_relogs_counters_as_the_311_vectors_show() {
+    use pika_relay::sim::new_slave::binlog::SlaveBinlog;
+    // 3.2.9 logs `incr`/`incrby`/`decr` as sent, 3.1.1 as `set cnt <new value>`; the rest of the
+    // two recordings' binlogs have the same sizes. A 3.1 slave double fed 3.2.9's items must
+    // write 3.1.1's forms and land on 3.1.1's positions, item by item.
+    let v329 = recorded_items("pika-3.2.9/master-log/log_db0/write2file0");
+    let v311 = recorded_items("pika-3.1.1/master-log/log_db0/write2file0");
+    assert_eq!(v329.len(), 49);
+    assert_eq!(v311.len(), 49);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b =
+        SlaveBinlog::new(tmp.path().join("log_db0"), 104_857_600, SlaveVersion::V31).unwrap();
+    let mut ks = Keyspace::default();
+    let mut relogged = 0;
+    for ((it, _), (want, want_end)) in v329.iter().zip(&v311) {
+        let argv = it.argv().unwrap();
+        let form = b
+            .binlog_form(&argv, &ks, it.exec_time)
+            .expect("3.1 writes every item of this workload");
+        let want_argv = want.argv().unwrap();
+        if form != argv {
+            // Only counters are rewritten, exactly as 3.1.1 logged them.
+            assert_eq!(form, want_argv, "re-logged form of {argv:?}");
+            relogged += 1;
+        } else {
+            // The same command (absolute times differ between the two recordings).
+            assert_eq!(form[..2], want_argv[..2], "kept form of {argv:?}");
+        }
+        let end = b.append(it, &form, it.exec_time).unwrap();
+        assert_eq!(end, BinlogPos::new(0, *want_end), "position after {argv:?}");
+        ks.exec(&argv, u64::from(it.exec_time)).unwrap();
+    }
+    assert_eq!(relogged, 4, "incr, incrby, decr of w1 and incr of w2");
+    assert_eq!(
+        b.producer(),
+        BinlogPos::new(0, 227_669),
+        "3.1.1's final position"
     );
 }
