@@ -156,6 +156,10 @@ async fn v31_slave_converges_through_counters_and_restarts() {
     let mut cfg = slave_cfg(sport, &sdir, port, SlaveVersion::V31);
     cfg.meta_sync_interval = Duration::from_secs(1);
     let s = NewSlave::start(cfg.clone()).await.unwrap();
+    // The counters must reach it as a stream, not inside the first dump.
+    s.wait_for(T, |v| v.state == DbState::Connected && v.full_syncs == 1)
+        .await
+        .expect("the slave loads the relay's first dump and streams");
     write_all(&m, &counters("a", 40));
     converged(&m, &relay, &s, sport, "3.1 slave").await;
     let v = s.view();
