@@ -113,6 +113,7 @@ pub async fn slave(relay_port: u16, dir: &Path) -> NewSlave {
     );
     c.rsync = RsyncDaemonKind::Embedded;
     c.reconnect_delay = Duration::from_millis(300);
+    c.meta_sync_interval = Duration::from_millis(300);
     NewSlave::start(c).await.unwrap()
 }
 

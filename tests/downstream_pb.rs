@@ -11,6 +11,7 @@ mod vectors;
 use mem_journal::MemJournal;
 use pika_relay::admin;
 use pika_relay::downstream::pb::{self, DumpPusher, PbConfig, Shared};
+use pika_relay::downstream::positions::PositionStore;
 use pika_relay::downstream::registry::Registry;
 use pika_relay::downstream::source::JournalSource;
 use pika_relay::formats::binlog_file::{decode_file, EntryBody, Flavor};
@@ -51,6 +52,7 @@ async fn start_relay(
         next_session: AtomicI32::new(0),
         pusher,
         cancel: CancellationToken::new(),
+        positions: PositionStore::in_memory(),
     });
     let pb_listener = TcpListener::bind(("127.0.0.1", port + 2000)).await.unwrap();
     tokio::spawn(pb::serve(pb_listener, shared.clone()));
@@ -316,6 +318,7 @@ async fn start_slave(
         dir.to_path_buf(),
     );
     cfg.reconnect_delay = Duration::from_millis(200);
+    cfg.meta_sync_interval = Duration::from_millis(200);
     f(&mut cfg);
     NewSlave::start(cfg).await.unwrap()
 }
@@ -478,11 +481,16 @@ async fn wrong_acks_disconnect_and_a_silent_slave_stalls_only_itself() {
         .await
         .expect("the good slave is not held back by the others");
     assert_eq!(good.lines(NOW), model.lines(NOW));
-    // The wrong-acking slave was disconnected after its first ack and keeps re-attaching.
+    // The wrong-acking slave was disconnected at its first impossible ack; re-attached, its own
+    // position maps to nothing the relay sent, so it is told to full-sync (which this relay,
+    // without a pusher, refuses).
     wrong
-        .wait_for(Duration::from_secs(20), |v| v.meta_syncs >= 3)
+        .wait_for(Duration::from_secs(20), |v| {
+            v.meta_syncs >= 2
+                && matches!(&v.state, DbState::Error(e) if e.starts_with("DBSync refused"))
+        })
         .await
-        .expect("disconnected and reconnected");
+        .expect("disconnected, reconnected and sent to full sync");
     // The silent one got exactly one window of items and no more.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sv = silent.view();
@@ -636,7 +644,9 @@ async fn hostile_and_broken_requests() {
         ReplyCode::KError as i32,
         "required fields set even on error"
     );
-    // Beyond the end.
+    // Beyond the end, and inside an item: positions the relay cannot serve are answered
+    // `purged`, on which a slave full-syncs by itself (`kSyncPointLarger`/`kError` would leave
+    // it stuck until an operator runs `slaveof ... force`).
     let end = journal.synced().end;
     s.write_all(&frame(&try_sync(
         "db0",
@@ -647,14 +657,16 @@ async fn hostile_and_broken_requests() {
     let r = one_response(&mut s).await;
     assert_eq!(
         r.try_sync.unwrap().reply_code,
-        ReplyCode::KSyncPointLarger as i32
+        ReplyCode::KSyncPointBePurged as i32
     );
-    // Inside an item.
     s.write_all(&frame(&try_sync("db0", BinlogPos::new(0, 5))))
         .await
         .unwrap();
     let r = one_response(&mut s).await;
-    assert_eq!(r.try_sync.unwrap().reply_code, ReplyCode::KError as i32);
+    assert_eq!(
+        r.try_sync.unwrap().reply_code,
+        ReplyCode::KSyncPointBePurged as i32
+    );
     // And the connection still serves: a valid TrySync gets kOk.
     s.write_all(&frame(&try_sync("db0", BinlogPos::default())))
         .await

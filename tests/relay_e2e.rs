@@ -49,6 +49,7 @@ async fn slave(port: u16, dir: &std::path::Path, relay_port: u16, v: SlaveVersio
     );
     cfg.version = v;
     cfg.reconnect_delay = Duration::from_millis(300);
+    cfg.meta_sync_interval = Duration::from_millis(300);
     NewSlave::start(cfg).await.unwrap()
 }
 

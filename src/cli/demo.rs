@@ -165,6 +165,7 @@ pub async fn run(opts: DemoOptions, say: impl Fn(&str)) -> Result<DemoReport, St
         c.version = version;
         c.rsync = RsyncDaemonKind::Embedded;
         c.reconnect_delay = Duration::from_millis(300);
+        c.meta_sync_interval = Duration::from_millis(300);
         Ok(c)
     };
     let a_attach = Instant::now();

@@ -70,6 +70,12 @@ pub trait JournalSource: Clone + Send + Sync + 'static {
     /// `binlog-file-size`, for lag in bytes across files.
     fn file_size(&self) -> u64;
 
+    /// Whether the journal holds a consistent epoch slaves can follow. A fresh relay has none
+    /// until its first full sync from the old master; slaves that attach before wait.
+    fn consistent(&self) -> bool {
+        true
+    }
+
     /// The synced state now.
     fn synced(&self) -> Synced {
         *self.watch().borrow()
@@ -158,5 +164,11 @@ impl JournalSource for RelayJournal {
 
     fn file_size(&self) -> u64 {
         self.journal.config().binlog_file_size
+    }
+
+    /// A journal is consistent once it holds an upstream position: a fresh one always starts
+    /// with a full sync, which sets it together with the first epoch.
+    fn consistent(&self) -> bool {
+        self.journal.synced().upstream.is_some()
     }
 }

@@ -280,6 +280,7 @@ impl Relay {
                 bwlimit: cfg.rsync.bwlimit_kbps * 1024,
             })),
             cancel: cancel.clone(),
+            positions: crate::downstream::positions::PositionStore::new(data.join("positions")),
         });
         let pb_listener =
             crate::net::listen(at(2000)).map_err(io_err("replication port R+2000"))?;

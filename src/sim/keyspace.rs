@@ -171,6 +171,29 @@ impl Keyspace {
         Ok(Reply::Integer(n))
     }
 
+    /// `incrbyfloat`: the new value as a bulk string, in the shortest decimal form (`11`, `3.5`).
+    fn incr_by_float(&mut self, key: &[u8], by: &[u8], now: u64) -> Result<Reply, String> {
+        let float = |b: &[u8]| -> Result<f64, String> {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| "ERR value is not a valid float".to_string())
+        };
+        let cur = match self.get_str(key, now)? {
+            None => 0.0,
+            Some(v) => float(&v)?,
+        };
+        let n = cur + float(by)?;
+        if !n.is_finite() {
+            return Err("ERR increment would produce NaN or Infinity".into());
+        }
+        let v = format!("{n}").into_bytes();
+        let exp = self.data.get(key).and_then(|(_, e)| *e);
+        self.set_str(key, v.clone(), exp);
+        Ok(Reply::Bulk(Some(v)))
+    }
+
     /// Executes one write command at unix time `now`. Errors are the reply text.
     pub fn exec(&mut self, argv: &Argv, now: u64) -> Result<Reply, String> {
         let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
@@ -305,6 +328,10 @@ impl Keyspace {
                 arity(3, true)?;
                 let n = int(&a[1])?;
                 self.incr_by(&a[0], -n, now)
+            }
+            "incrbyfloat" => {
+                arity(3, true)?;
+                self.incr_by_float(&a[0], &a[1], now)
             }
             "del" => {
                 arity(2, false)?;

@@ -103,6 +103,33 @@ impl MemJournal {
         end
     }
 
+    /// Starts a new epoch as the journal writer does: the padding item `pad` and the switch to
+    /// the epoch at its end become visible together. Returns J_e.
+    pub fn begin_epoch(&self, pad: Vec<u8>, dump_dir: PathBuf) -> BinlogPos {
+        let start = self.next_pos();
+        let mut g = self.inner.lock().unwrap();
+        let end = BinlogPos::new(
+            start.filenum,
+            record::record_end(start.offset, pad.len() as u64),
+        );
+        g.items.push(JournalItem {
+            logic_id: item_logic_id(&pad),
+            bytes: pad,
+            start,
+            end,
+        });
+        self.synced.send_modify(|s| {
+            s.end = end;
+            s.logic_id += 1;
+            s.entries += 1;
+            s.epoch += 1;
+            s.epoch_start = end;
+        });
+        let n = self.synced.borrow().epoch;
+        g.dumps.push((n, dump_dir));
+        end
+    }
+
     /// Sets the current epoch to start at `at` with `dump_dir`.
     pub fn set_epoch_at(&self, at: BinlogPos, dump_dir: Option<PathBuf>) {
         self.synced.send_modify(|s| {

@@ -6,6 +6,7 @@ pub mod conn;
 pub mod frames;
 pub mod slave;
 
+use super::positions::PositionStore;
 use super::registry::Registry;
 use super::source::JournalSource;
 use std::future::Future;
@@ -100,6 +101,8 @@ pub struct Shared<J: JournalSource> {
     pub pusher: Option<Arc<dyn DumpPusher>>,
     /// Stops every task.
     pub cancel: CancellationToken,
+    /// Each slave's own positions mapped to the journal's, learned from its acks.
+    pub positions: PositionStore,
 }
 
 /// Accepts slave connections until cancelled.

@@ -4,10 +4,17 @@
 //! Any request that a real Pika master would answer by closing the connection (an ack outside
 //! the window, a `first_send` with start ≠ end, an undecodable frame) closes it here too, with one
 //! log line naming the slave and the cause. Other slaves are unaffected.
+//!
+//! Positions a slave names (TrySync, ack ends) are its own; they go through its
+//! [`PositionMap`](crate::downstream::positions::PositionMap) (3.1 slaves drift). A position that
+//! cannot be mapped is answered `kSyncPointBePurged`, on which every 3.1–3.4 slave starts a full
+//! sync by itself. TrySync/DBSync that arrive before the journal has a consistent epoch are held
+//! and answered once it has one; a new epoch is announced to streaming slaves by a session change.
 
 use super::conn::{spawn_reader, ReadEnd, Writer};
 use super::frames;
 use super::{PushRequest, Shared};
+use crate::downstream::positions::{self, PositionStore, Resolved};
 use crate::downstream::registry::{SlaveState, SlaveStatus};
 use crate::downstream::source::{JournalCursor, JournalSource, Located};
 use crate::downstream::window::SyncWindow;
@@ -24,6 +31,22 @@ use tracing::{debug, info, warn};
 
 /// At most this many frames are sent per pump before requests are looked at again.
 const FRAMES_PER_PUMP: usize = 40;
+/// How long a slave told of a new epoch (by a session change) may take to TrySync before the
+/// connection is closed instead.
+const NEW_EPOCH_GRACE: Duration = Duration::from_secs(5);
+/// How long a shutdown waits for the acks of frames in flight (so the slaves' positions are
+/// learned before the relay stops).
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// One frame in flight.
+struct Frame {
+    /// Relay end position of its first item (what the slave's ack starts with).
+    first_end: BinlogPos,
+    /// Relay end position of its last item.
+    last_end: BinlogPos,
+    /// Each item's size, with the size range a 3.1 slave may re-log it in.
+    items: Vec<(u64, Option<(u64, u64)>)>,
+}
 
 struct Db<C> {
     session_id: i32,
@@ -39,6 +62,12 @@ struct Db<C> {
     v33: bool,
     /// The journal epoch this session's position belongs to.
     epoch: u64,
+    /// Frames in flight, oldest first.
+    frames: VecDeque<Frame>,
+    /// The slave's own position after its last acknowledged frame.
+    slave_at: Option<BinlogPos>,
+    /// TrySync's answer: the slave's own position and the relay position it stands for.
+    resume: Option<(BinlogPos, BinlogPos)>,
 }
 
 struct SlaveConn<J: JournalSource> {
@@ -52,6 +81,14 @@ struct SlaveConn<J: JournalSource> {
     auth: Option<String>,
     dbs: HashMap<String, Db<J::Cursor>>,
     push_tx: mpsc::Sender<(String, Result<u64, String>)>,
+    /// TrySync/DBSync requests held until the journal has a consistent epoch.
+    held: Vec<InnerRequest>,
+    /// When the last keepalive went to a slave whose requests are held.
+    held_ping: Instant,
+    /// Running full-sync pushes, aborted when a new epoch replaces theirs.
+    pushes: HashMap<String, tokio::task::AbortHandle>,
+    /// Since when the slave has been told (by a session change) that its epoch ended.
+    told_new_epoch: Option<Instant>,
 }
 
 /// Serves one slave connection until it closes, misbehaves or the relay shuts down.
@@ -70,6 +107,10 @@ pub async fn run<J: JournalSource>(stream: TcpStream, peer: SocketAddr, shared: 
         auth: None,
         dbs: HashMap::new(),
         push_tx,
+        held: Vec::new(),
+        held_ping: Instant::now(),
+        pushes: HashMap::new(),
+        told_new_epoch: None,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut more = false;
@@ -98,6 +139,10 @@ pub async fn run<J: JournalSource>(stream: TcpStream, peer: SocketAddr, shared: 
             Err(e) => break e,
         }
     };
+    if why.starts_with("relay shutting") || why.starts_with("journal closed") {
+        conn.drain(&mut requests).await;
+    }
+    conn.flush_positions(true);
     let who = conn.who();
     if why.starts_with("slave closed") || why.starts_with("relay shutting") {
         info!("downstream: {who}: {why}");
@@ -110,6 +155,71 @@ pub async fn run<J: JournalSource>(stream: TcpStream, peer: SocketAddr, shared: 
 }
 
 impl<J: JournalSource> SlaveConn<J> {
+    fn map_key(&self, table: &str) -> String {
+        PositionStore::key(&self.node_ip, self.node_port, table)
+    }
+
+    /// Writes the position maps of this slave's DBs (rate-limited unless `now`).
+    fn flush_positions(&self, now: bool) {
+        for t in self.dbs.keys() {
+            self.shared.positions.flush(&self.map_key(t), now);
+        }
+    }
+
+    /// At shutdown: waits a little for the acks of frames in flight, so the relay learns the
+    /// slaves' positions after them (a 3.1 slave's are not computable).
+    async fn drain(&mut self, requests: &mut mpsc::Receiver<Result<InnerRequest, ReadEnd>>) {
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while self.dbs.values().any(|d| !d.frames.is_empty()) {
+            tokio::select! {
+                r = requests.recv() => match r {
+                    Some(Ok(req)) if req.r#type == Type::KBinlogSync as i32 => {
+                        if self.handle(req).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return,
+                },
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    /// Keeps a request until the journal has a consistent epoch (a fresh relay before its first
+    /// full sync from the old master), as a master answers a slave after its bgsave.
+    fn hold(&mut self, req: InnerRequest, table: &str) {
+        let same = |r: &InnerRequest| {
+            let t = r
+                .try_sync
+                .as_ref()
+                .map(|t| &t.partition.table_name)
+                .or(r.db_sync.as_ref().map(|d| &d.partition.table_name));
+            t.is_some_and(|t| t == table)
+        };
+        self.held.retain(|r| !same(r));
+        self.held.push(req);
+        info!(
+            "downstream: {}: {table} waits: the relay has no consistent data yet (its first full sync from the old master is running); answered when it has",
+            self.who()
+        );
+    }
+
+    /// Answers the held requests once the journal is consistent.
+    async fn release_held(&mut self) -> Result<(), String> {
+        if self.held.is_empty() || !self.shared.journal.consistent() {
+            return Ok(());
+        }
+        info!(
+            "downstream: {}: the relay has its first epoch; answering the held requests",
+            self.who()
+        );
+        for req in std::mem::take(&mut self.held) {
+            self.handle(req).await?;
+        }
+        Ok(())
+    }
+
     fn who(&self) -> String {
         match &self.key {
             Some(k) => format!("slave {k} (from {})", self.peer),
@@ -244,6 +354,9 @@ impl<J: JournalSource> SlaveConn<J> {
                 last_send: now,
                 v33: false,
                 epoch: self.shared.journal.synced().epoch,
+                frames: VecDeque::new(),
+                slave_at: None,
+                resume: None,
             },
         );
         self.update_status(table);
@@ -273,6 +386,16 @@ impl<J: JournalSource> SlaveConn<J> {
     async fn try_sync(&mut self, t: inner_request::TrySync) -> Result<(), String> {
         self.require_meta("TrySync")?;
         let table = t.partition.table_name.clone();
+        if !self.shared.journal.consistent() && self.table_known(&table) {
+            let req = InnerRequest {
+                r#type: Type::KTrySync as i32,
+                try_sync: Some(t),
+                ..Default::default()
+            };
+            self.hold(req, &table);
+            return Ok(());
+        }
+        self.told_new_epoch = None;
         let end = self.shared.journal.synced().end;
         if !self.table_known(&table) {
             warn!(
@@ -286,35 +409,46 @@ impl<J: JournalSource> SlaveConn<J> {
             return self.send(&r).await;
         }
         let pos = BinlogPos::new(t.binlog_offset.filenum, t.binlog_offset.offset);
-        let located = self.shared.journal.locate(pos);
-        let (code, sid) = match located {
-            Located::InRange => {
-                let sid = self.session_for(&table);
-                self.new_db(&table, sid, SlaveState::WaitFirstSend, pos);
-                info!("downstream: {}: TrySync {table} at {pos}: streaming from there (session {sid})", self.who());
-                (ReplyCode::KOk, Some(sid))
-            }
-            Located::Purged => {
-                info!(
-                    "downstream: {}: TrySync {table} at {pos}: before the journal's current epoch (starts at {}); the slave will full-sync",
-                    self.who(),
-                    self.shared.journal.epoch().start
-                );
+        let map = self.shared.positions.get(&self.map_key(&table));
+        let who = self.who();
+        let full = "answering `purged`, on which the slave full-syncs by itself";
+        let (code, sid) = match positions::resolve(&self.shared.journal, &map, pos).await {
+            Resolved::Unmapped(why) => {
+                warn!("downstream: {who}: TrySync {table} at {pos} (the slave's own position): {why}; {full}");
                 (ReplyCode::KSyncPointBePurged, None)
             }
-            Located::BeyondEnd => {
-                warn!(
-                    "downstream: {}: TrySync {table} at {pos} is beyond the relay's journal end {end}: the slave holds binlog the relay never sent; run `slaveof <relay> <port> force` on it",
-                    self.who()
-                );
-                (ReplyCode::KSyncPointLarger, None)
-            }
-            Located::NotBoundary => {
-                warn!(
-                    "downstream: {}: TrySync {table} at {pos} is not the end of an item in the journal (binlog-file-size differs from the relay's?); run `slaveof <relay> <port> force` on it",
-                    self.who()
-                );
-                (ReplyCode::KError, None)
+            Resolved::At(r) => {
+                let mapped = if r == pos {
+                    String::new()
+                } else {
+                    format!(" (the relay's {r})")
+                };
+                match self.shared.journal.locate(r) {
+                    Located::InRange => {
+                        let sid = self.session_for(&table);
+                        self.new_db(&table, sid, SlaveState::WaitFirstSend, r);
+                        if let Some(db) = self.dbs.get_mut(&table) {
+                            db.resume = Some((pos, r));
+                        }
+                        info!("downstream: {who}: TrySync {table} at {pos}{mapped}: streaming from there (session {sid})");
+                        (ReplyCode::KOk, Some(sid))
+                    }
+                    Located::Purged => {
+                        info!(
+                            "downstream: {who}: TrySync {table} at {pos}{mapped}: before the journal's current epoch (starts at {}); the slave will full-sync",
+                            self.shared.journal.epoch().start
+                        );
+                        (ReplyCode::KSyncPointBePurged, None)
+                    }
+                    Located::BeyondEnd => {
+                        warn!("downstream: {who}: TrySync {table} at {pos}{mapped} is beyond the relay's journal end {end}: the slave holds binlog the relay never sent; {full}");
+                        (ReplyCode::KSyncPointBePurged, None)
+                    }
+                    Located::NotBoundary => {
+                        warn!("downstream: {who}: TrySync {table} at {pos}{mapped} is not the end of an item in the journal (binlog-file-size differs from the relay's?); {full}");
+                        (ReplyCode::KSyncPointBePurged, None)
+                    }
+                }
             }
         };
         let r = frames::try_sync(&table, code, end, sid);
@@ -327,6 +461,16 @@ impl<J: JournalSource> SlaveConn<J> {
         if !self.table_known(&table) {
             return Err(format!("DBSync for unknown db `{table}`"));
         }
+        if !self.shared.journal.consistent() {
+            let req = InnerRequest {
+                r#type: Type::KDbSync as i32,
+                db_sync: Some(d),
+                ..Default::default()
+            };
+            self.hold(req, &table);
+            return Ok(());
+        }
+        self.told_new_epoch = None;
         let Some(pusher) = self.shared.pusher.clone() else {
             warn!("downstream: {}: DBSync requested but this relay has no rsync sender configured; refusing", self.who());
             let r = frames::error(Type::KDbSync, "full sync not available");
@@ -335,6 +479,12 @@ impl<J: JournalSource> SlaveConn<J> {
         let sid = self.session_for(&table);
         let epoch = self.shared.journal.epoch();
         self.new_db(&table, sid, SlaveState::DbSync, epoch.start);
+        // After loading the dump the slave's binlog is set to J_e: its positions are the relay's.
+        let key = self.map_key(&table);
+        self.shared
+            .positions
+            .update(&key, |m| m.reset_to(epoch.start));
+        self.shared.positions.flush(&key, true);
         let r = frames::db_sync(&table, sid);
         self.send(&r).await?;
         let cfg = &self.shared.config;
@@ -360,14 +510,19 @@ impl<J: JournalSource> SlaveConn<J> {
             req.target
         );
         let tx = self.push_tx.clone();
-        tokio::spawn(async move {
+        let t2 = table.clone();
+        let h = tokio::spawn(async move {
             let result = pusher.push(req).await;
-            let _ = tx.send((table, result)).await;
+            let _ = tx.send((t2, result)).await;
         });
+        if let Some(old) = self.pushes.insert(table, h.abort_handle()) {
+            old.abort();
+        }
         Ok(())
     }
 
     fn push_done(&mut self, table: &str, result: Result<u64, String>) -> Result<(), String> {
+        self.pushes.remove(table);
         match result {
             Ok(bytes) => {
                 info!("downstream: {}: full sync of {table} pushed ({bytes} bytes); waiting for its TrySync", self.who());
@@ -385,7 +540,8 @@ impl<J: JournalSource> SlaveConn<J> {
         let start = BinlogPos::new(b.ack_range_start.filenum, b.ack_range_start.offset);
         let end = BinlogPos::new(b.ack_range_end.filenum, b.ack_range_end.offset);
         let who = self.who();
-        let Some(db) = self.dbs.get_mut(&table) else {
+        let key = self.map_key(&table);
+        let Some(db) = self.dbs.get(&table) else {
             debug!("downstream: {who}: BinlogSync for {table} which has no session; dropped");
             return Ok(());
         };
@@ -396,6 +552,27 @@ impl<J: JournalSource> SlaveConn<J> {
             );
             return Ok(());
         }
+        // Where the slave's own first_send position stands in the journal.
+        let relay_start = if b.first_send && start == end {
+            match db.resume {
+                Some((s, r)) if s == start => r,
+                _ => {
+                    let map = self.shared.positions.get(&key);
+                    match positions::resolve(&self.shared.journal, &map, start).await {
+                        Resolved::At(r) => r,
+                        Resolved::Unmapped(why) => {
+                            return Err(format!("first BinlogSync at {start}: {why}"))
+                        }
+                    }
+                }
+            }
+        } else {
+            start
+        };
+        let file_size = self.shared.journal.file_size();
+        let Some(db) = self.dbs.get_mut(&table) else {
+            return Ok(());
+        };
         db.last_recv = Instant::now();
         if b.first_send {
             if start != end {
@@ -403,25 +580,35 @@ impl<J: JournalSource> SlaveConn<J> {
                     "first BinlogSync has ack range {start}..{end}, start and end must be equal"
                 ));
             }
-            if self.shared.journal.locate(start) != Located::InRange {
+            if self.shared.journal.locate(relay_start) != Located::InRange {
                 return Err(format!(
-                    "first BinlogSync at {start}, which the journal cannot serve"
+                    "first BinlogSync at {start} (the relay's {relay_start}), which the journal cannot serve"
                 ));
             }
             let cursor = self
                 .shared
                 .journal
-                .open(start)
-                .map_err(|e| format!("cannot open the journal at {start}: {e}"))?;
+                .open(relay_start)
+                .map_err(|e| format!("cannot open the journal at {relay_start}: {e}"))?;
             db.cursor = Some(cursor);
-            db.window = SyncWindow::new(self.shared.config.window_items, start);
+            db.window = SyncWindow::new(self.shared.config.window_items, relay_start);
             db.in_flight_ids.clear();
+            db.frames.clear();
+            db.slave_at = Some(start);
             let synced = self.shared.journal.synced();
-            db.acked_next_id = (start == synced.end).then_some(synced.logic_id);
+            db.acked_next_id = (relay_start == synced.end).then_some(synced.logic_id);
             db.state = SlaveState::BinlogSync;
             db.v33 = b.ack_range_start.term.is_some();
+            self.shared.positions.update(&key, |m| {
+                m.learn(start, relay_start);
+            });
             info!(
-                "downstream: {who}: {table} streaming from {start} ({} protocol)",
+                "downstream: {who}: {table} streaming from {start}{} ({} protocol)",
+                if start == relay_start {
+                    String::new()
+                } else {
+                    format!(" (the relay's {relay_start})")
+                },
                 if db.v33 { "3.3+" } else { "3.1/3.2" }
             );
         } else if start == BinlogPos::default() && end == BinlogPos::default() {
@@ -430,7 +617,42 @@ impl<J: JournalSource> SlaveConn<J> {
             if db.state != SlaveState::BinlogSync {
                 return Err(format!("ack {start}..{end} while {table} is not streaming"));
             }
-            let acked = db.window.ack(start, end).map_err(|e| e.to_string())?;
+            // The ack's end is the slave's own position after the frame starting at `start`:
+            // translate it to where that frame ends in the journal, if the slave can be there
+            // (exactly for frames without counters). Otherwise the end must be the relay's own
+            // end of an item in flight, as a real master requires (`SyncWindow::Update`).
+            let via_frame =
+                db.frames
+                    .iter()
+                    .position(|f| f.first_end == start)
+                    .filter(|&i| match (i, db.slave_at) {
+                        (0, Some(at)) => {
+                            positions::plausible_end(at, &db.frames[0].items, file_size, end)
+                        }
+                        _ => true,
+                    });
+            let relay_end = match via_frame {
+                Some(i) => db.frames[i].last_end,
+                None => end,
+            };
+            let acked = db
+                .window
+                .ack(start, relay_end)
+                .map_err(|e| match db.slave_at {
+                    Some(at) => format!("{e} (the slave's previous position was {at})"),
+                    None => e.to_string(),
+                })?;
+            if let Some(i) = via_frame {
+                db.frames.remove(i);
+            }
+            while db.frames.front().is_some_and(|f| f.last_end <= acked) {
+                db.frames.pop_front();
+            }
+            db.slave_at = Some(end);
+            self.shared.positions.update(&key, |m| {
+                m.learn(end, relay_end);
+            });
+            self.shared.positions.flush(&key, false);
             while let Some(&(end, id)) = db.in_flight_ids.front() {
                 if end > acked {
                     break;
@@ -494,6 +716,26 @@ impl<J: JournalSource> SlaveConn<J> {
             self.dbs.remove(&t);
             warn!("downstream: {who}: no request for {t} in {:?}; session dropped (the slave will TrySync again)", cfg.slave_timeout);
         }
+        if let Some(t) = self.told_new_epoch {
+            if t.elapsed() > NEW_EPOCH_GRACE {
+                return Err(format!(
+                    "the slave did not TrySync within {NEW_EPOCH_GRACE:?} of being told of the relay's new epoch; closing so it reconnects and full-syncs"
+                ));
+            }
+        }
+        // A slave waiting for a held reply drops pushes in its state; they keep its 60 s idle
+        // timer from closing the connection.
+        if !self.held.is_empty() && self.held_ping.elapsed() >= cfg.keepalive {
+            self.held_ping = Instant::now();
+            pings.push(frames::binlog_item(
+                "db0",
+                BinlogPos::default(),
+                None,
+                Vec::new(),
+                0,
+            ));
+        }
+        self.flush_positions(false);
         if !pings.is_empty() {
             let r = frames::binlog_sync(pings);
             self.send(&r).await?;
@@ -502,23 +744,62 @@ impl<J: JournalSource> SlaveConn<J> {
     }
 
     /// A new dump epoch (the relay full-synced from the old master) invalidates every session of
-    /// an earlier one: the slave's data does not continue into the new epoch. Closing makes it
-    /// reconnect; its position is then before the epoch's start and it full-syncs.
-    fn check_epoch(&self) -> Result<(), String> {
+    /// an earlier one: the slave's data does not continue into the new epoch. Without closing the
+    /// connection, the slave is sent an empty BinlogSync with another session id: every 3.1–3.4
+    /// slave then goes back to TrySync on the same connection (`kTryConnect`, also from
+    /// `kWaitDBSync`), its position is before the new epoch, it is answered `purged` and
+    /// full-syncs. Pushes of the old dump are stopped. If it does not TrySync within
+    /// [`NEW_EPOCH_GRACE`], the connection is closed (see `timers`).
+    async fn check_epoch(&mut self) -> Result<(), String> {
         let now = self.shared.journal.synced().epoch;
-        match self.dbs.iter().find(|(_, db)| db.epoch != now) {
-            Some((t, db)) => Err(format!(
-                "the relay took a new full sync from the old master (epoch {now}); {t} of this slave follows epoch {}, so it must full-sync",
-                db.epoch
-            )),
-            None => Ok(()),
+        let stale: Vec<String> = self
+            .dbs
+            .iter()
+            .filter(|(_, db)| db.epoch != now)
+            .map(|(t, _)| t.clone())
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
         }
+        let who = self.who();
+        let mut items = Vec::new();
+        for t in stale {
+            let Some(db) = self.dbs.remove(&t) else {
+                continue;
+            };
+            if let Some(h) = self.pushes.remove(&t) {
+                h.abort();
+            }
+            info!(
+                "downstream: {who}: the relay took a new full sync from the old master (epoch {now}); {t} followed epoch {}: its session is ended so that it TrySyncs again and full-syncs",
+                db.epoch
+            );
+            let other = if db.session_id == -1 { -2 } else { -1 };
+            let ti = db.v33.then_some((0, 0));
+            items.push(frames::binlog_item(
+                &t,
+                BinlogPos::default(),
+                ti,
+                Vec::new(),
+                other,
+            ));
+        }
+        if let Some(key) = &self.key {
+            self.shared.registry.update(key, |s| {
+                s.state = SlaveState::Attached;
+                s.session_id = -1;
+            });
+        }
+        self.told_new_epoch = Some(Instant::now());
+        let r = frames::binlog_sync(items);
+        self.send(&r).await
     }
 
     /// Sends what the journal has for streaming DBs, within their windows. Returns whether more
     /// could be sent right away.
     async fn pump(&mut self) -> Result<bool, String> {
-        self.check_epoch()?;
+        self.release_held().await?;
+        self.check_epoch().await?;
         let cfg = self.shared.config.clone();
         let mut more = false;
         let tables: Vec<String> = self.dbs.keys().cloned().collect();
@@ -534,6 +815,7 @@ impl<J: JournalSource> SlaveConn<J> {
                     break;
                 };
                 let mut items = Vec::new();
+                let mut sizes = Vec::new();
                 let mut bytes = 0usize;
                 let mut exhausted = false;
                 while items.len() < cfg.frame_items
@@ -545,8 +827,17 @@ impl<J: JournalSource> SlaveConn<J> {
                         .await
                         .map_err(|e| format!("journal read failed: {e}"))?
                     {
+                        // An item of a newer epoch (its padding item) is never sent to a
+                        // session of an older one: the session is ended first (check_epoch).
+                        Some(_) if self.shared.journal.synced().epoch != db.epoch => {
+                            exhausted = true;
+                            break;
+                        }
                         Some(it) => {
                             bytes += it.bytes.len();
+                            let relog = positions::relogged_by_31(&it.bytes)
+                                .then(|| positions::relogged_len_range(&it.bytes));
+                            sizes.push((it.end, it.bytes.len() as u64, relog));
                             db.window.push(it.end);
                             db.in_flight_ids.push_back((it.end, it.logic_id));
                             db.acked_next_id.get_or_insert(it.logic_id);
@@ -568,6 +859,11 @@ impl<J: JournalSource> SlaveConn<J> {
                 if items.is_empty() {
                     break;
                 }
+                db.frames.push_back(Frame {
+                    first_end: sizes[0].0,
+                    last_end: sizes[sizes.len() - 1].0,
+                    items: sizes.iter().map(|&(_, l, r)| (l, r)).collect(),
+                });
                 db.last_send = Instant::now();
                 let room = db.window.room();
                 let r = frames::binlog_sync(items);

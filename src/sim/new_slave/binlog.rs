@@ -15,7 +15,7 @@ use std::path::PathBuf;
 /// The slave's Pika version, for the rewrites and filler that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlaveVersion {
-    /// 3.1.x: logs `incr`/`incrby`/`decr` as `set key <new value>`.
+    /// 3.1.x: logs `incr`/`incrby`/`decr`/`decrby`/`incrbyfloat` as `set key <new value>`.
     V31,
     /// 3.2.x.
     V32,
@@ -55,6 +55,26 @@ impl SlaveBinlog {
             logic_id: 0,
         };
         b.open(0, true)?;
+        Ok(b)
+    }
+
+    /// The binlog of a restarted slave: continues `write2file<N>` at `producer`.
+    pub fn reopen(
+        dir: PathBuf,
+        file_size: u64,
+        version: SlaveVersion,
+        producer: BinlogPos,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let mut b = SlaveBinlog {
+            dir,
+            file_size,
+            version,
+            producer,
+            file: None,
+            logic_id: 0,
+        };
+        b.open(producer.filenum, false)?;
         Ok(b)
     }
 
@@ -133,13 +153,19 @@ impl SlaveBinlog {
                 arg(1),
                 (n(&arg(2))? / 1000).to_string().into_bytes(),
             ]),
-            b"incr" | b"incrby" | b"decr" | b"decrby" if self.version == SlaveVersion::V31 => {
+            b"incr" | b"incrby" | b"decr" | b"decrby" | b"incrbyfloat"
+                if self.version == SlaveVersion::V31 =>
+            {
+                // `set key <new value>`, the form the 3.1.1 master's binlog shows (`set cnt 1`,
+                // `set cnt 42`, `set cnt 41`). A failed command writes what Pika writes for it:
+                // the command as sent.
                 let mut after = ks.clone();
-                match after.exec(&argv.to_vec(), u64::from(now)).ok()? {
-                    crate::formats::resp::Reply::Integer(n) => {
+                match after.exec(&argv.to_vec(), u64::from(now)) {
+                    Ok(resp::Reply::Integer(n)) => {
                         Some(vec![v("set"), arg(1), n.to_string().into_bytes()])
                     }
-                    _ => None,
+                    Ok(resp::Reply::Bulk(Some(val))) => Some(vec![v("set"), arg(1), val]),
+                    _ => Some(argv.to_vec()),
                 }
             }
             _ => Some(argv.to_vec()),

@@ -7,7 +7,9 @@
 //! Differences from a real slave, all on purpose: it applies writes to a [`Keyspace`] model
 //! instead of RocksDB (a dump in the doubles' format, [`crate::sim::dump`], loads as data; a real
 //! RocksDB dump loads as empty), it does not replace `127.0.0.1` with its host ip when checking the `info`
-//! file, and it reconnects after `reconnect_delay` instead of Pika's 10 s.
+//! file. Like Pika it sends MetaSync at most once per `meta_sync_interval` (10 s,
+//! `PIKA_META_SYNC_MAX_WAIT_TIME`), so a master that closes the connection costs it up to 10 s;
+//! tests that are not about that timer shorten it.
 
 pub mod binlog;
 pub mod rsyncd;
@@ -39,7 +41,8 @@ pub enum RsyncDaemonKind {
 pub enum AckMode {
     /// As a real slave.
     Normal,
-    /// Acks an end position one byte off (a slave whose binlog diverged).
+    /// Acks an end position one more byte off with every ack (a slave whose binlog diverges
+    /// from what it receives).
     Wrong,
     /// Never acks (a stuck slave).
     Silent,
@@ -70,6 +73,11 @@ pub struct NewSlaveConfig {
     pub seed: Option<(BinlogPos, Keyspace)>,
     /// Delay before reconnecting after a lost connection.
     pub reconnect_delay: Duration,
+    /// Least time between two MetaSyncs (Pika 3.1–3.4: 10 s, counted in whole seconds).
+    pub meta_sync_interval: Duration,
+    /// Start as the same slave restarted: its binlog continues at this position (the files in
+    /// `data_dir/log_db0` are kept) and it holds this data, as after a Pika restart.
+    pub resume: Option<(BinlogPos, Keyspace)>,
     /// Silence after which a connected DB goes back to TrySync (Pika: 20 s).
     pub recv_timeout: Duration,
     /// The rsync daemon to run.
@@ -94,6 +102,8 @@ impl NewSlaveConfig {
             ack_mode: AckMode::Normal,
             seed: None,
             reconnect_delay: Duration::from_millis(500),
+            meta_sync_interval: Duration::from_secs(10),
+            resume: None,
             recv_timeout: Duration::from_secs(20),
             rsync: RsyncDaemonKind::System,
             rsync_bind: None,
@@ -181,17 +191,23 @@ impl NewSlave {
         let (ks, pos) = cfg
             .seed
             .clone()
+            .or(cfg.resume.clone())
             .map(|(p, k)| (k, Some(p)))
             .unwrap_or_default();
         let keyspace = Arc::new(Mutex::new(ks));
-        let mut binlog = binlog::SlaveBinlog::new(
-            cfg.data_dir.join("log_db0"),
-            cfg.binlog_file_size,
-            cfg.version,
-        )?;
-        if let Some(p) = pos {
-            binlog.set_producer_status(p, session::now())?;
-        }
+        let dir = cfg.data_dir.join("log_db0");
+        let binlog = match (&cfg.resume, pos) {
+            (Some(_), Some(p)) => {
+                binlog::SlaveBinlog::reopen(dir, cfg.binlog_file_size, cfg.version, p)?
+            }
+            (_, p) => {
+                let mut b = binlog::SlaveBinlog::new(dir, cfg.binlog_file_size, cfg.version)?;
+                if let Some(p) = p {
+                    b.set_producer_status(p, session::now())?;
+                }
+                b
+            }
+        };
         let (tx, view) = watch::channel(SlaveView {
             state: DbState::NoConnect,
             producer: binlog.producer(),
@@ -268,6 +284,18 @@ impl NewSlave {
         } else {
             Err(v)
         }
+    }
+
+    /// Stops it as a process stop would (the connection closes) and returns what a restart
+    /// keeps: its binlog position and its data (pass them as [`NewSlaveConfig::resume`]).
+    pub async fn stop_keep(mut self) -> (BinlogPos, Keyspace) {
+        self.cancel.cancel();
+        let _ = (&mut self.task).await;
+        let kept = (self.view().producer, self.keyspace());
+        if let Daemon::Embedded(r) = self.rsyncd {
+            let _ = r.stop().await;
+        }
+        kept
     }
 
     /// Stops it (`slaveof no one`: closes the connection) and its rsync daemon.

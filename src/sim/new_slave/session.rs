@@ -37,6 +37,8 @@ struct Session {
     state: DbState,
     session_id: i32,
     last_recv: Instant,
+    /// When the last MetaSync was sent.
+    last_meta_sync: Option<Instant>,
 }
 
 fn offset(p: BinlogPos, ti: Option<(u32, u64)>) -> BinlogOffset {
@@ -89,9 +91,17 @@ pub(super) async fn run(
         state: DbState::NoConnect,
         session_id: -1,
         last_recv: Instant::now(),
+        last_meta_sync: None,
     };
     let mut force = force;
     loop {
+        // Pika sends MetaSync at most once per PIKA_META_SYNC_MAX_WAIT_TIME.
+        if let Some(t) = s.last_meta_sync {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep_until((t + s.cfg.meta_sync_interval).into()) => {}
+            }
+        }
         let r = tokio::select! {
             _ = cancel.cancelled() => return,
             r = s.connection(&mut force) => r,
@@ -182,6 +192,7 @@ impl Session {
             ..Default::default()
         };
         send(&mut sock, &req).await.map_err(|e| e.to_string())?;
+        self.last_meta_sync = Some(Instant::now());
         let r = read_response(&mut sock, &mut buf)
             .await
             .map_err(|e| format!("sticky: MetaSync: {e}"))?;
@@ -416,7 +427,7 @@ impl Session {
             Some(s) if (s.filenum, s.offset) != (0, 0) => {
                 let mut e = p;
                 if self.cfg.ack_mode == AckMode::Wrong {
-                    e.offset += 1;
+                    e.offset += 1 + self.view.borrow().acks;
                 }
                 let ti = self.v33().then_some((last_term, self.binlog.logic_id));
                 (s, offset(e, ti))
