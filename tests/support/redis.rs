@@ -36,6 +36,25 @@ impl RedisServer {
         Self::start_with(dir, aof, &[])
     }
 
+    /// [`RedisServer::start`] on a given port.
+    pub fn start_on(dir: &Path, port: u16) -> RedisServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut s = RedisServer {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+            aof: false,
+            extra: Vec::new(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// A free loopback port.
+    pub fn free_port() -> u16 {
+        free_port()
+    }
+
     /// [`RedisServer::start`] with extra server arguments.
     pub fn start_with(dir: &Path, aof: bool, extra: &[&str]) -> RedisServer {
         std::fs::create_dir_all(dir).unwrap();
