@@ -177,7 +177,7 @@ fn main() {
                 .split(['\r', '\n'])
                 .filter_map(|l| l.strip_prefix("SET: "))
                 .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-                .last()
+                .next_back()
                 .unwrap_or(0.0);
             bench_rate = bench_rate.max(r);
             pipe_rate = pipe_rate.max(pipe(&file));
