@@ -7,7 +7,7 @@
 //! - live: N sets written to the master while the target streams → all applied, and the time
 //!   from the last write to its visibility on the target.
 //!
-//! `cargo bench --bench relay_resp` (RESP_ENTRIES=200000, RESP_THREADS=4)
+//! `cargo bench --bench relay_resp` (RESP_ENTRIES=200000, RESP_THREADS=4, RESP_BATCH=1000)
 
 #[path = "../tests/support/redis.rs"]
 mod redis;
@@ -56,6 +56,7 @@ fn main() {
     }
     let n = env_num("RESP_ENTRIES", 200_000) as usize;
     let threads = env_num("RESP_THREADS", 4);
+    let batch = env_num("RESP_BATCH", 1000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,7 +75,7 @@ fn main() {
         std::fs::write(
             &cfg,
             format!(
-                "[metrics]\nlisten = \"\"\n[[targets]]\nurl = \"redis://127.0.0.1:{rport}\"\nthreads = {threads}\n"
+                "[metrics]\nlisten = \"\"\n[[targets]]\nurl = \"redis://127.0.0.1:{rport}\"\nthreads = {threads}\nbatch_cmds = {batch}\n"
             ),
         )
         .unwrap();
@@ -185,7 +186,7 @@ fn main() {
 
         let backlog_rate = n as f64 / backlog_secs;
         let live_rate = n as f64 / live_secs;
-        println!("relay_resp: {n} sets of 64 bytes, {threads} connections, redis-server on loopback");
+        println!("relay_resp: {n} sets of 64 bytes, {threads} connections, batches of {batch}, redis-server on loopback");
         println!("  redis-benchmark -P 16 SET       {bench_rate:>12.0} entries/s");
         println!("  redis-cli --pipe replay (file)  {pipe_rate:>12.0} entries/s");
         println!("  redis-cli --pipe, MULTI batches {tx_rate:>12.0} entries/s  (the sink's wire protocol, replayed from a file)");
