@@ -162,6 +162,23 @@ async fn sigkill_run(flavor: Flavor) {
     let tmp = tempfile::tempdir().unwrap();
     let m = Arc::new(master(flavor, tmp.path()).await);
     write_round(&m, "w1"); // in the dump
+                           // Big keys, loaded in chunks (the reader cuts at 512 members).
+    let mut h: Vec<Vec<u8>> = vec![b"hmset".to_vec(), b"big:h".to_vec()];
+    let mut z: Vec<Vec<u8>> = vec![b"zadd".to_vec(), b"big:z".to_vec()];
+    let mut l: Vec<Vec<u8>> = vec![b"rpush".to_vec(), b"big:l".to_vec()];
+    for i in 0..1500 {
+        h.extend([format!("f{i}").into_bytes(), format!("v{i}").into_bytes()]);
+        z.extend([
+            format!("{}.25", i).into_bytes(),
+            format!("m{i}").into_bytes(),
+        ]);
+        l.push(format!("e{i}").into_bytes());
+    }
+    for c in [&h, &z, &l] {
+        m.write(c).unwrap();
+    }
+    m.write(&[&b"expireat"[..], b"big:h", b"4102444800"])
+        .unwrap();
     let mut redis = RedisServer::start(&tmp.path().join("redis"), false);
     let port = net::free_base(&[1000, 2000, 3000]);
     let data = tmp.path().join("relay");
