@@ -162,6 +162,23 @@ async fn sigkill_run(flavor: Flavor) {
     let tmp = tempfile::tempdir().unwrap();
     let m = Arc::new(master(flavor, tmp.path()).await);
     write_round(&m, "w1"); // in the dump
+                           // Big keys, loaded in chunks (the reader cuts at 512 members).
+    let mut h: Vec<Vec<u8>> = vec![b"hmset".to_vec(), b"big:h".to_vec()];
+    let mut z: Vec<Vec<u8>> = vec![b"zadd".to_vec(), b"big:z".to_vec()];
+    let mut l: Vec<Vec<u8>> = vec![b"rpush".to_vec(), b"big:l".to_vec()];
+    for i in 0..1500 {
+        h.extend([format!("f{i}").into_bytes(), format!("v{i}").into_bytes()]);
+        z.extend([
+            format!("{}.25", i).into_bytes(),
+            format!("m{i}").into_bytes(),
+        ]);
+        l.push(format!("e{i}").into_bytes());
+    }
+    for c in [&h, &z, &l] {
+        m.write(c).unwrap();
+    }
+    m.write(&[&b"expireat"[..], b"big:h", b"4102444800"])
+        .unwrap();
     let mut redis = RedisServer::start(&tmp.path().join("redis"), false);
     let port = net::free_base(&[1000, 2000, 3000]);
     let data = tmp.path().join("relay");
@@ -382,6 +399,58 @@ async fn a_target_restarted_resumes_and_a_read_only_one_stops_alone() {
         0,
         "b resumed without a full sync"
     );
+    relay.shutdown().await.unwrap();
+    m.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_without_multi_and_the_skip_policy() {
+    init_log();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = master(Flavor::V30, tmp.path()).await;
+    write_round(&m, "w1");
+    // MULTI renamed away: the target looks like a Pika ≤ 3.4 or Codis (no transactions).
+    let r = RedisServer::start_with(
+        &tmp.path().join("r"),
+        false,
+        &["--rename-command", "MULTI", ""],
+    );
+    let port = net::free_base(&[1000, 2000, 3000]);
+    let t = TargetSection {
+        url: r.url(),
+        name: "plain".into(),
+        threads: 2,
+        on_error: OnError::Skip,
+        ..Default::default()
+    };
+    let relay = start_relay(&m, port, &tmp.path().join("relay"), vec![t]).await;
+    write_round(&m, "w2");
+    converged(&m, r.port, "plain target").await;
+    let st = target(&relay, "plain");
+    assert!(!st.transactions, "{st:?}");
+    assert_eq!(st.state, TargetState::Streaming);
+
+    // A key of another type on the target: the master's hset is refused (WRONGTYPE), skipped
+    // and counted; everything else keeps flowing.
+    r.client().cmd(&["SET", "w3:h", "not a hash"]);
+    write_round(&m, "w3");
+    let st = wait_target(&relay, "plain", "skip counted", |t| t.skipped >= 1).await;
+    assert_eq!(st.state, TargetState::Streaming, "{st:?}");
+    write_round(&m, "w4");
+    let want = m.keyspace().live(unix_now());
+    let deadline = Instant::now() + T;
+    loop {
+        let p = r.port;
+        let got = tokio::task::spawn_blocking(move || target_data(p))
+            .await
+            .unwrap();
+        let d = differences(&want, &got);
+        if d.len() == 1 && d[0].starts_with("value of w3:h") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only w3:h may differ: {d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     relay.shutdown().await.unwrap();
     m.shutdown();
 }

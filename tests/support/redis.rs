@@ -19,6 +19,7 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     aof: bool,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -32,12 +33,37 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts one in `dir` (created); `aof` makes its data survive a restart.
     pub fn start(dir: &Path, aof: bool) -> RedisServer {
+        Self::start_with(dir, aof, &[])
+    }
+
+    /// [`RedisServer::start`] on a given port.
+    pub fn start_on(dir: &Path, port: u16) -> RedisServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut s = RedisServer {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+            aof: false,
+            extra: Vec::new(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// A free loopback port.
+    pub fn free_port() -> u16 {
+        free_port()
+    }
+
+    /// [`RedisServer::start`] with extra server arguments.
+    pub fn start_with(dir: &Path, aof: bool, extra: &[&str]) -> RedisServer {
         std::fs::create_dir_all(dir).unwrap();
         let mut s = RedisServer {
             child: None,
             port: free_port(),
             dir: dir.to_path_buf(),
             aof,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         s.spawn();
         s
@@ -53,6 +79,7 @@ impl RedisServer {
             .args(["--appendfsync", "always"])
             .arg("--logfile")
             .arg(self.dir.join("redis.log"))
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -231,9 +258,15 @@ pub fn differences(
             None => d.push(format!("missing {}", escape(k))),
             Some((tv, texp)) => {
                 if tv != v {
+                    let short = |x: &Value| {
+                        let t = format!("{x:?}");
+                        t.chars().take(160).collect::<String>()
+                    };
                     d.push(format!(
-                        "value of {}: master {v:?} target {tv:?}",
-                        escape(k)
+                        "value of {}: master {} target {}",
+                        escape(k),
+                        short(v),
+                        short(tv)
                     ));
                 }
                 let ok = match (exp, texp) {

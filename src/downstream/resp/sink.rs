@@ -25,6 +25,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+/// Items dispatched and not yet known applied, in journal order: (end, next logic id,
+/// (connection, its op sequence number) or `None` when nothing had to be applied).
+type Inflight = VecDeque<(BinlogPos, u64, Option<(usize, u64)>)>;
+
 /// How a session ended.
 enum End {
     Cancelled,
@@ -570,7 +574,7 @@ impl<J: JournalSource> Session<'_, J> {
             .iter()
             .map(|s| s.done.load(Ordering::Acquire))
             .collect();
-        let mut inflight: VecDeque<(BinlogPos, u64, Option<(usize, u64)>)> = VecDeque::new();
+        let mut inflight: Inflight = VecDeque::new();
         let mut p = Progress {
             applied: start.pos,
             next_id: start.next_id,
@@ -602,6 +606,23 @@ impl<J: JournalSource> Session<'_, J> {
                     })?;
                 let next_id = it.logic_id + 1;
                 match plan(&item) {
+                    Plan::PerKey(cmds) if n == 1 || cmds.iter().all(|(k, _)| *k == cmds[0].0) => {
+                        // The common case: one key, one connection.
+                        let c = conn_of(&cmds[0].0, n);
+                        seq[c] += 1;
+                        inflight.push_back((it.end, next_id, Some((c, seq[c]))));
+                        let cmds = cmds.into_iter().map(|(_, a)| a).collect();
+                        w.send(
+                            c,
+                            Op::Item {
+                                end: it.end,
+                                next_id,
+                                cmds,
+                            },
+                            self.cancel,
+                        )
+                        .await?;
+                    }
                     Plan::PerKey(cmds) => {
                         let mut per: Vec<Vec<Argv>> = vec![Vec::new(); n];
                         for (k, c) in cmds {
@@ -685,7 +706,7 @@ impl<J: JournalSource> Session<'_, J> {
     fn progress(
         &mut self,
         w: &Writers,
-        inflight: &mut VecDeque<(BinlogPos, u64, Option<(usize, u64)>)>,
+        inflight: &mut Inflight,
         p: &mut Progress,
         base_entries: u64,
     ) {
