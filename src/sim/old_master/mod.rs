@@ -117,6 +117,9 @@ pub struct OldMasterConfig {
     pub delivery: Option<Arc<dyn DumpDelivery>>,
     /// Timers.
     pub timings: MasterTimings,
+    /// `pika_version` in `INFO server` (decides whether `readonly on` exists and refuses writes:
+    /// 2.3.x and 3.0.0–3.0.4 only).
+    pub pika_version: String,
 }
 
 impl OldMasterConfig {
@@ -132,6 +135,10 @@ impl OldMasterConfig {
             dump_root,
             delivery: None,
             timings: MasterTimings::default(),
+            pika_version: match flavor {
+                Flavor::V23 => "2.3.6".into(),
+                _ => "3.0.16".into(),
+            },
         }
     }
 }
@@ -199,6 +206,8 @@ pub(crate) struct State {
     pub hb_conns: HashMap<u64, CancellationToken>,
     pub next_hb: u64,
     pub stats: MasterStats,
+    /// `readonly on` / `config set slave-read-only yes` (refuses writes where the version can).
+    pub readonly: bool,
 }
 
 pub(crate) struct Inner {
@@ -276,6 +285,7 @@ impl OldMaster {
                 hb_conns: HashMap::new(),
                 next_hb: 1,
                 stats: MasterStats::default(),
+                readonly: false,
             }),
             shutdown: CancellationToken::new(),
         });
