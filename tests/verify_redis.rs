@@ -38,13 +38,7 @@ fn dataset() -> Vec<Cmd> {
     let s: Vec<u8> = (0..300 * 1024).map(|i| (i * 7 % 251) as u8).collect();
     v.push(vec![b"set".to_vec(), b"bigstr".to_vec(), s]);
     for i in 0..500 {
-        v.push(cmd(&[format!("k{i}"), format!("v{i}")]).into_iter().fold(
-            vec![b"set".to_vec()],
-            |mut a, x| {
-                a.push(x);
-                a
-            },
-        ));
+        v.push(cmd(&["set".to_string(), format!("k{i}"), format!("v{i}")]));
     }
     v
 }
