@@ -221,3 +221,17 @@ async fn a_write_during_the_walk_is_rechecked_not_reported() {
     assert!(s.is_equal(), "{:?}", sink.findings);
     assert_eq!(s.rechecked, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_compares_one_name_in_n() {
+    let (a, b) = (RedisServer::start(), RedisServer::start());
+    load(&a.addr, &dataset()).await;
+    load(&b.addr, &dataset()).await;
+    let mut o = VerifyOptions::new(&a.addr, &b.addr);
+    o.sample = 10;
+    let mut sink = Collect::default();
+    let s = verify::run(&o, &mut sink).await.unwrap();
+    assert!(s.is_equal());
+    assert_eq!(s.checked + s.skipped, 509, "{s:?}");
+    assert_eq!(s.checked, 51, "names 1, 11, 21, ... of 509: {s:?}");
+}
