@@ -235,3 +235,27 @@ async fn sampling_compares_one_name_in_n() {
     assert_eq!(s.checked + s.skipped, 509, "{s:?}");
     assert_eq!(s.checked, 51, "names 1, 11, 21, ... of 509: {s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_answering_garbage_is_named_and_nothing_is_concluded() {
+    let a = RedisServer::start();
+    load(&a.addr, &dataset()).await;
+    let bad = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bad_addr = bad.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = bad.accept().await {
+            tokio::spawn(async move {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 || s.write_all(b"?what\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let o = VerifyOptions::new(&a.addr, &bad_addr);
+    let e = verify::run(&o, &mut Collect::default()).await.unwrap_err();
+    assert!(e.contains(&bad_addr) && e.contains("bad reply"), "{e}");
+}
