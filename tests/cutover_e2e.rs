@@ -25,6 +25,7 @@ async fn start_relay(master: &OldMaster, port: u16, data: &std::path::Path) -> R
     cfg.relay.bind = "127.0.0.1".parse().unwrap();
     cfg.relay.advertise_ip = "127.0.0.1".into();
     cfg.relay.data_dir = data.to_path_buf();
+    cfg.metrics.listen = "127.0.0.1:0".into();
     let tuning = Tuning {
         upstream_timings: Some(Timings::fast()),
         purge_interval: Some(Duration::from_millis(500)),
@@ -220,4 +221,93 @@ async fn cutover_under_load_then_with_a_stuck_slave() {
         s.stop().await;
     }
     master.shutdown();
+}
+
+/// `--pause-writes` on a master that can refuse writes (3.0.4): it is made read-only, the fence
+/// is its binlog position, and then every write it ever acknowledged is on every slave; on
+/// 3.0.16, which cannot, the note says so and a key fence is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_writes_where_the_version_can() {
+    use pika_relay::formats::resp::Reply;
+    use pika_relay::verify::conn::{cmd, Conn};
+    for version in ["3.0.4", "3.0.16"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.path().join("master-dumps"));
+        mcfg.timings = MasterTimings::fast();
+        mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+        mcfg.pika_version = version.into();
+        let master = OldMaster::start(mcfg).await.unwrap();
+        let port = net::free_base(&[1000, 2000, 3000]);
+        let relay = start_relay(&master, port, &tmp.path().join("relay")).await;
+        let (s1, _) = slave(&tmp.path().join("s1"), port, AckMode::Normal).await;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let st = relay.status();
+                let v = s1.view();
+                if st.epoch == 1 && st.upstream.link_up && v.state == DbState::Connected {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("relay and slave settle");
+        // Clients write through the client port until the master refuses.
+        let addr = master.addr().to_string();
+        let load = tokio::spawn(async move {
+            let mut c = Conn::connect(&addr, None, Duration::from_secs(5))
+                .await
+                .unwrap();
+            let mut ok = 0u64;
+            let mut refused = None;
+            for i in 0..20_000u64 {
+                match c
+                    .one(cmd(&["set".to_string(), format!("p:{i}"), "v".to_string()]))
+                    .await
+                    .unwrap()
+                {
+                    Reply::Simple(_) => ok += 1,
+                    Reply::Error(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                    other => panic!("{other:?}"),
+                }
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            (ok, refused)
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let relay_ref = &relay;
+        let (code, out, err) = tokio::task::block_in_place(|| {
+            cutover(relay_ref, &["--timeout-secs", "30", "--pause-writes"])
+        });
+        assert_eq!(code, Some(0), "{version}: stdout {out}\nstderr {err}");
+        if version == "3.0.4" {
+            assert!(out.contains("is now read-only and refuses writes"), "{out}");
+            assert!(
+                !out.contains("fence_key:"),
+                "no key fence on a paused master: {out}"
+            );
+            let (ok, refused) = load.await.unwrap();
+            assert_eq!(refused.as_deref(), Some("ERR Server in read-only"));
+            let ks = s1.keyspace();
+            for i in 0..ok {
+                assert!(
+                    ks.contains(format!("p:{i}").as_bytes(), unix_now()),
+                    "p:{i} of {ok} missing"
+                );
+            }
+        } else {
+            assert!(out.contains("cannot refuse writes as a master"), "{out}");
+            assert!(out.contains("fence_key:"), "{out}");
+            let (_, refused) = load.await.unwrap();
+            assert_eq!(refused, None, "3.0.16 kept taking writes");
+        }
+        relay.shutdown().await.unwrap();
+        s1.stop().await;
+        master.shutdown();
+    }
 }

@@ -27,7 +27,7 @@ fn load(p: &PikaResponder, extra_hash_field: bool) {
         p.exec(&c).unwrap();
     }
     for i in 0..40 {
-        p.exec(&[format!("set"), format!("k{i}"), format!("v{i}")])
+        p.exec(&["set".to_string(), format!("k{i}"), format!("v{i}")])
             .unwrap();
     }
     if extra_hash_field {

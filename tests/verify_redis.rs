@@ -38,13 +38,7 @@ fn dataset() -> Vec<Cmd> {
     let s: Vec<u8> = (0..300 * 1024).map(|i| (i * 7 % 251) as u8).collect();
     v.push(vec![b"set".to_vec(), b"bigstr".to_vec(), s]);
     for i in 0..500 {
-        v.push(cmd(&[format!("k{i}"), format!("v{i}")]).into_iter().fold(
-            vec![b"set".to_vec()],
-            |mut a, x| {
-                a.push(x);
-                a
-            },
-        ));
+        v.push(cmd(&["set".to_string(), format!("k{i}"), format!("v{i}")]));
     }
     v
 }
@@ -226,4 +220,42 @@ async fn a_write_during_the_walk_is_rechecked_not_reported() {
     fix.await.unwrap();
     assert!(s.is_equal(), "{:?}", sink.findings);
     assert_eq!(s.rechecked, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_compares_one_name_in_n() {
+    let (a, b) = (RedisServer::start(), RedisServer::start());
+    load(&a.addr, &dataset()).await;
+    load(&b.addr, &dataset()).await;
+    let mut o = VerifyOptions::new(&a.addr, &b.addr);
+    o.sample = 10;
+    let mut sink = Collect::default();
+    let s = verify::run(&o, &mut sink).await.unwrap();
+    assert!(s.is_equal());
+    assert_eq!(s.checked + s.skipped, 509, "{s:?}");
+    assert_eq!(s.checked, 51, "names 1, 11, 21, ... of 509: {s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_answering_garbage_is_named_and_nothing_is_concluded() {
+    let a = RedisServer::start();
+    load(&a.addr, &dataset()).await;
+    let bad = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bad_addr = bad.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = bad.accept().await {
+            tokio::spawn(async move {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 || s.write_all(b"?what\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let o = VerifyOptions::new(&a.addr, &bad_addr);
+    let e = verify::run(&o, &mut Collect::default()).await.unwrap_err();
+    assert!(e.contains(&bad_addr) && e.contains("bad reply"), "{e}");
 }

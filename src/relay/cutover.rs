@@ -475,6 +475,32 @@ async fn remove_fence(m: &mut Conn, req: &CutoverRequest, rep: &mut CutoverRepor
     }
 }
 
+/// The `CUTOVER` admin command for port R.
+pub fn admin_extras(ctx: CutoverContext) -> crate::admin::Extras {
+    use redis_protocol::resp2::types::BytesFrame;
+    let ctx = Arc::new(ctx);
+    let f: crate::admin::ExtraFn = Arc::new(move |args| {
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            match CutoverRequest::parse(&args) {
+                Ok(req) => {
+                    tracing::info!("cutover: requested ({req:?})");
+                    let rep = run(&ctx, &req).await;
+                    let text = rep.render();
+                    tracing::info!("cutover: {}", text.replace('\n', "; "));
+                    BytesFrame::BulkString(text.into_bytes().into())
+                }
+                Err(e) => BytesFrame::Error(
+                    format!("ERR {e} (CUTOVER [TIMEOUT secs] [KEEPFENCE] [PAUSEWRITES])").into(),
+                ),
+            }
+        })
+    });
+    let mut m = std::collections::HashMap::new();
+    m.insert("cutover".to_string(), f);
+    Arc::new(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,30 +531,4 @@ mod tests {
         assert_eq!(info_field(t, "pika_version").as_deref(), Some("2.3.6"));
         assert_eq!(info_field(t, "binlog_offset").as_deref(), Some("0 228904"));
     }
-}
-
-/// The `CUTOVER` admin command for port R.
-pub fn admin_extras(ctx: CutoverContext) -> crate::admin::Extras {
-    use redis_protocol::resp2::types::BytesFrame;
-    let ctx = Arc::new(ctx);
-    let f: crate::admin::ExtraFn = Arc::new(move |args| {
-        let ctx = ctx.clone();
-        Box::pin(async move {
-            match CutoverRequest::parse(&args) {
-                Ok(req) => {
-                    tracing::info!("cutover: requested ({req:?})");
-                    let rep = run(&ctx, &req).await;
-                    let text = rep.render();
-                    tracing::info!("cutover: {}", text.replace('\n', "; "));
-                    BytesFrame::BulkString(text.into_bytes().into())
-                }
-                Err(e) => BytesFrame::Error(
-                    format!("ERR {e} (CUTOVER [TIMEOUT secs] [KEEPFENCE] [PAUSEWRITES])").into(),
-                ),
-            }
-        })
-    });
-    let mut m = std::collections::HashMap::new();
-    m.insert("cutover".to_string(), f);
-    Arc::new(m)
 }

@@ -44,15 +44,17 @@ enum T {
 }
 
 type Exp = Option<u64>;
+/// One type keyspace: name → (value, expiry).
+type Space<V> = BTreeMap<Vec<u8>, (V, Exp)>;
 
 /// The five keyspaces.
 #[derive(Debug, Default)]
 pub struct Keyspaces {
-    strings: BTreeMap<Vec<u8>, (Vec<u8>, Exp)>,
-    hashes: BTreeMap<Vec<u8>, (BTreeMap<Vec<u8>, Vec<u8>>, Exp)>,
-    lists: BTreeMap<Vec<u8>, (Vec<Vec<u8>>, Exp)>,
-    zsets: BTreeMap<Vec<u8>, (BTreeMap<Vec<u8>, f64>, Exp)>,
-    sets: BTreeMap<Vec<u8>, (BTreeSet<Vec<u8>>, Exp)>,
+    strings: Space<Vec<u8>>,
+    hashes: Space<BTreeMap<Vec<u8>, Vec<u8>>>,
+    lists: Space<Vec<Vec<u8>>>,
+    zsets: Space<BTreeMap<Vec<u8>, f64>>,
+    sets: Space<BTreeSet<Vec<u8>>>,
 }
 
 fn now() -> u64 {

@@ -373,20 +373,16 @@ fn compare_lookup(t: &Task, elems: &[Vec<u8>], new: &[Reply]) -> Vec<String> {
     diffs
 }
 
-/// Compares a batch of names. `old_meta` were probed on the old side; names whose meta shows
-/// nothing are `Vanished`. Returns one verdict per name.
+/// Compares a batch of names, probed on both sides ([`probe`]); names the old side no longer
+/// holds are `Vanished`. Returns one verdict per name.
 pub async fn compare_batch(
     old: &mut Conn,
     new: &mut Conn,
     keys: &[Vec<u8>],
     old_meta: &[Meta],
+    new_meta: &[Meta],
     ttl_slack: i64,
 ) -> Result<Vec<Verdict>, String> {
-    let mut probes = Vec::with_capacity(keys.len() * PROBE_LEN);
-    for k in keys {
-        probe_cmds(k, &mut probes);
-    }
-    let replies = new.pipeline(&probes).await?;
     let mut diffs: Vec<Vec<String>> = vec![Vec::new(); keys.len()];
     let mut verdicts: Vec<Option<Verdict>> = vec![None; keys.len()];
     let mut tasks = Vec::new();
@@ -396,7 +392,7 @@ pub async fn compare_batch(
             verdicts[i] = Some(Verdict::Vanished);
             continue;
         }
-        let n = parse_probe(&replies[i * PROBE_LEN..(i + 1) * PROBE_LEN], &new.peer)?;
+        let n = &new_meta[i];
         if n.types.is_empty() {
             verdicts[i] = Some(Verdict::Missing(o.types.iter().map(|t| t.0).collect()));
             continue;
@@ -509,6 +505,16 @@ pub async fn compare_batch(
             }
         })
         .collect())
+}
+
+/// Probes names on both sides at once.
+pub async fn probe_both(
+    old: &mut Conn,
+    new: &mut Conn,
+    keys: &[Vec<u8>],
+) -> Result<(Vec<Meta>, Vec<Meta>), String> {
+    let (o, n) = tokio::join!(probe(old, keys), probe(new, keys));
+    Ok((o?, n?))
 }
 
 /// Probes names on one side.

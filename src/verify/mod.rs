@@ -217,13 +217,14 @@ async fn check(
     shared: &mut HashSet<Vec<u8>>,
     sink: &mut dyn Sink,
 ) -> Result<(), String> {
-    let metas = compare::probe(old, &keys).await?;
+    let (metas, new_metas) = compare::probe_both(old, new, &keys).await?;
     for (k, m) in keys.iter().zip(&metas) {
         if m.types.len() > 1 && shared.insert(k.clone()) {
             s.shared_names += 1;
         }
     }
-    let verdicts = compare::compare_batch(old, new, &keys, &metas, opts.ttl_slack_secs).await?;
+    let verdicts =
+        compare::compare_batch(old, new, &keys, &metas, &new_metas, opts.ttl_slack_secs).await?;
     let mut again: Vec<Vec<u8>> = Vec::new();
     for (k, v) in keys.iter().zip(verdicts) {
         match v {
@@ -241,8 +242,9 @@ async fn check(
     // Written during the walk? Compare once more after a pause, from a fresh probe.
     tokio::time::sleep(opts.recheck_delay).await;
     s.rechecked += again.len() as u64;
-    let metas: Vec<Meta> = compare::probe(old, &again).await?;
-    let verdicts = compare::compare_batch(old, new, &again, &metas, opts.ttl_slack_secs).await?;
+    let (metas, new_metas): (Vec<Meta>, Vec<Meta>) = compare::probe_both(old, new, &again).await?;
+    let verdicts =
+        compare::compare_batch(old, new, &again, &metas, &new_metas, opts.ttl_slack_secs).await?;
     for (key, v) in again.into_iter().zip(verdicts) {
         match v {
             Verdict::Equal => {
@@ -283,10 +285,7 @@ async fn extra_walk(
         names.dedup();
         walked += names.len() as u64;
         if !names.is_empty() {
-            let (nm, om) = (
-                compare::probe(new, &names).await?,
-                compare::probe(old, &names).await?,
-            );
+            let (om, nm) = compare::probe_both(old, new, &names).await?;
             for ((k, n), o) in names.into_iter().zip(nm).zip(om) {
                 let lacking: Vec<KType> = n
                     .types

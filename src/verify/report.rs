@@ -181,3 +181,32 @@ impl Sink for Collect {
         self.findings.push(f.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::compare::KType;
+
+    #[test]
+    /// The key is the name escaped as everywhere in the relay (`\xNN`, `\"`), then JSON-quoted.
+    fn lines_escape_binary_names_and_quotes() {
+        let f = Finding::Different {
+            key: b"a\"b\x00\r\n".to_vec(),
+            diffs: vec!["hash field \"f\" missing on new".into()],
+        };
+        assert_eq!(
+            finding_line(&f, Format::Jsonl),
+            r#"{"kind":"different","key":"a\\\"b\\x00\\r\\n","diffs":["hash field \"f\" missing on new"]}"#
+        );
+        let m = Finding::Missing {
+            key: b"k".to_vec(),
+            types: vec![KType::String, KType::Hash],
+        };
+        assert_eq!(finding_line(&m, Format::Text), "MISSING   k (string, hash)");
+        assert_eq!(
+            finding_line(&m, Format::Jsonl),
+            r#"{"kind":"missing","key":"k","types":["string","hash"]}"#
+        );
+        assert_eq!(json_str("\u{1}"), "\"\\u0001\"");
+    }
+}

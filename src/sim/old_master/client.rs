@@ -141,6 +141,57 @@ fn command(inner: &Arc<Inner>, auth: &mut Auth, argv: Argv) -> Vec<u8> {
             crate::sim::probe::answer(&argv, || inner.state.lock().unwrap().ks.clone())
                 .unwrap_or_default()
         }
+        "info" | "readonly" | "config" if *auth == Auth::NotAuthed => {
+            err("ERR NOAUTH Authentication required.")
+        }
+        "info" => {
+            let section = argv
+                .get(1)
+                .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+                .unwrap_or_default();
+            let all = section.is_empty() || section == "all";
+            let mut text = String::new();
+            if all || section == "server" {
+                text += &format!("# Server\r\npika_version:{}\r\n", cfg.pika_version);
+            }
+            if all || section == "log" {
+                let p = inner.state.lock().unwrap().binlog.producer();
+                text += &format!(
+                    "# Log\r\nsafety_purge:none\r\nbinlog_offset:{} {}\r\n",
+                    p.filenum, p.offset
+                );
+            }
+            format!("${}\r\n{text}\r\n", text.len()).into_bytes()
+        }
+        // 2.3.x and 3.0.0–3.0.4 have `readonly on|off` (an admin command that waits for running
+        // writes) and refuse every client write while it is on; later versions lack it.
+        "readonly" if crate::relay::cutover::can_refuse_writes(&cfg.pika_version) => {
+            if *auth != Auth::Admin {
+                return err("ERR NOAUTH Authentication required.");
+            }
+            let on = match argv.get(1).map(|a| a.to_ascii_lowercase()) {
+                Some(a) if argv.len() == 2 && (a == b"on" || a == b"1") => true,
+                Some(a) if argv.len() == 2 && (a == b"off" || a == b"0") => false,
+                _ => return err("ERR syntax error"),
+            };
+            inner.state.lock().unwrap().readonly = on;
+            b"+OK\r\n".to_vec()
+        }
+        "readonly" => err("ERR unknown or unsupported command 'readonly'"),
+        "config"
+            if argv.len() == 4
+                && argv[1].eq_ignore_ascii_case(b"set")
+                && argv[2].eq_ignore_ascii_case(b"slave-read-only") =>
+        {
+            let v = argv[3].to_ascii_lowercase();
+            let on = match v.as_slice() {
+                b"1" | b"yes" => true,
+                b"0" | b"no" => false,
+                _ => return err("ERR Invalid argument for CONFIG SET 'slave-read-only'"),
+            };
+            inner.state.lock().unwrap().readonly = on;
+            b"+OK\r\n".to_vec()
+        }
         "config" if argv.len() == 3 && argv[2].eq_ignore_ascii_case(b"binlog-file-size") => {
             let v = cfg.binlog_file_size.to_string();
             format!("*2\r\n$16\r\nbinlog-file-size\r\n${}\r\n{v}\r\n", v.len()).into_bytes()
@@ -149,7 +200,12 @@ fn command(inner: &Arc<Inner>, auth: &mut Auth, argv: Argv) -> Vec<u8> {
             if *auth == Auth::NotAuthed {
                 return err("ERR NOAUTH Authentication required.");
             }
-            let r = write_locked(&mut inner.state.lock().unwrap(), cfg.flavor, &argv);
+            let mut st = inner.state.lock().unwrap();
+            if st.readonly && crate::relay::cutover::can_refuse_writes(&cfg.pika_version) {
+                return err("ERR Server in read-only");
+            }
+            let r = write_locked(&mut st, cfg.flavor, &argv);
+            drop(st);
             match r {
                 Ok(r) => encode_reply(&r, &mut out),
                 Err(e) => encode_reply(&Reply::Error(e), &mut out),

@@ -121,6 +121,9 @@ pub struct OldMasterConfig {
     /// Where every accepted write is appended (with its exec time) and, at start, replayed
     /// from: the binlog and the data survive a killed process, as a real master's do.
     pub command_log: Option<PathBuf>,
+    /// `pika_version` in `INFO server` (decides whether `readonly on` exists and refuses writes:
+    /// 2.3.x and 3.0.0–3.0.4 only).
+    pub pika_version: String,
 }
 
 impl OldMasterConfig {
@@ -137,6 +140,10 @@ impl OldMasterConfig {
             delivery: None,
             timings: MasterTimings::default(),
             command_log: None,
+            pika_version: match flavor {
+                Flavor::V23 => "2.3.6".into(),
+                _ => "3.0.16".into(),
+            },
         }
     }
 }
@@ -205,6 +212,8 @@ pub(crate) struct State {
     pub next_hb: u64,
     pub stats: MasterStats,
     pub cmd_log: Option<std::fs::File>,
+    /// `readonly on` / `config set slave-read-only yes` (refuses writes where the version can).
+    pub readonly: bool,
 }
 
 pub(crate) struct Inner {
@@ -321,6 +330,7 @@ impl OldMaster {
                 next_hb: 1,
                 stats: MasterStats::default(),
                 cmd_log,
+                readonly: false,
             }),
             shutdown: CancellationToken::new(),
         });
