@@ -276,7 +276,7 @@ fn nemo_entries(
             let mut val = v.to_vec();
             val.extend_from_slice(&0u32.to_le_bytes());
             val.extend_from_slice(&ts.to_le_bytes());
-            push(DataType::String, 0, &[&o.key.to_vec()], &[&val])?;
+            push(DataType::String, 0, &[&o.key[..]], &[&val])?;
         }
         RecordValue::Hash(fs) => {
             for (f, v) in fs {
