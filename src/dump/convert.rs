@@ -22,6 +22,9 @@ use super::reader::OpenDump;
 use super::record::{DumpError, DumpRecord, RecordValue};
 use super::writer::{DumpWriter, WriteStats, WriterOptions};
 
+/// Records per hand-over between the reading and the writing thread.
+const BATCH: usize = 256;
+
 /// Counters a running conversion updates (shared with logs, INFO and metrics).
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -94,21 +97,33 @@ fn convert_inner(
     let progress = progress.unwrap_or_default();
     // Reading and writing overlap: the reader runs on its own thread, records pass through a
     // bounded channel.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<DumpRecord>(256);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<DumpRecord>>(16);
     let mut failed: Option<DumpError> = None;
     let read = std::thread::scope(|s| {
         let src = &src;
-        let reader = s.spawn(move || src.read(now_ms, &mut |rec| tx.send(rec).is_ok()));
-        for rec in rx.iter() {
-            if let Err(e) = w.write(&rec) {
-                failed = Some(e);
-                break;
+        let reader = s.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let r = src.read(now_ms, &mut |rec| {
+                batch.push(rec);
+                batch.len() < BATCH || tx.send(std::mem::take(&mut batch)).is_ok()
+            });
+            if r.is_ok() && !batch.is_empty() {
+                let _ = tx.send(batch);
             }
-            progress
-                .bytes
-                .fetch_add(record_bytes(&rec), Ordering::Relaxed);
-            if rec.last {
-                progress.keys.fetch_add(1, Ordering::Relaxed);
+            r
+        });
+        'recv: for recs in rx.iter() {
+            for rec in recs {
+                if let Err(e) = w.write(&rec) {
+                    failed = Some(e);
+                    break 'recv;
+                }
+                progress
+                    .bytes
+                    .fetch_add(record_bytes(&rec), Ordering::Relaxed);
+                if rec.last {
+                    progress.keys.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         drop(rx);

@@ -10,6 +10,10 @@ use crate::dump::record::{DataType, DumpError, DumpRecord, RecordValue};
 /// One raw entry: instance type, column-family index (ID order), key, value.
 pub type Entry = (DataType, usize, Vec<u8>, Vec<u8>);
 
+/// Receives one raw entry without copies: instance type, column-family index, the parts of the
+/// key and the parts of the value (each concatenated).
+pub type Push<'a> = dyn FnMut(DataType, usize, &[&[u8]], &[&[u8]]) -> Result<(), DumpError> + 'a;
+
 /// Blackwidow's first list index + 1: an RPUSH-built list starts at 2^63 (spec §5.5, §7.4).
 pub const LIST_FIRST_INDEX: u64 = 1 << 63;
 
@@ -104,11 +108,7 @@ impl Encoder {
     }
 
     /// Encodes one record; `push` receives its entries.
-    pub fn encode(
-        &mut self,
-        rec: &DumpRecord,
-        push: &mut dyn FnMut(Entry) -> Result<(), DumpError>,
-    ) -> Result<(), DumpError> {
+    pub fn encode(&mut self, rec: &DumpRecord, push: &mut Push<'_>) -> Result<(), DumpError> {
         let t = rec.value.data_type();
         match (&self.open, rec.first) {
             (Some(o), true) => {
@@ -146,8 +146,8 @@ impl Encoder {
         }
         if rec.last {
             let o = self.open.take().expect("open");
-            if let Some(meta) = self.meta(&o)? {
-                push(meta)?;
+            if let Some((t, cf, k, v)) = self.meta(&o)? {
+                push(t, cf, &[&k], &[&v])?;
             }
         }
         Ok(())
@@ -210,30 +210,23 @@ fn bw_entries(
     o: &mut OpenKey,
     version: i32,
     value: &RecordValue,
-    push: &mut dyn FnMut(Entry) -> Result<(), DumpError>,
+    push: &mut Push<'_>,
 ) -> Result<(), DumpError> {
     let prefix = bw_prefix(&o.key, version);
-    let with = |tail: &[u8]| {
-        let mut k = Vec::with_capacity(prefix.len() + tail.len());
-        k.extend_from_slice(&prefix);
-        k.extend_from_slice(tail);
-        k
-    };
+    let p = &prefix[..];
     match value {
         RecordValue::String(v) => {
-            let mut val = v.to_vec();
-            val.extend_from_slice(&o.ts.to_le_bytes());
-            push((DataType::String, 0, o.key.to_vec(), val))?;
+            push(DataType::String, 0, &[&o.key], &[v, &o.ts.to_le_bytes()])?;
         }
         RecordValue::Hash(fs) => {
             for (f, v) in fs {
-                push((DataType::Hash, 1, with(f), v.to_vec()))?;
+                push(DataType::Hash, 1, &[p, f], &[v])?;
             }
             o.count += fs.len() as u64;
         }
         RecordValue::Set(ms) => {
             for m in ms {
-                push((DataType::Set, 1, with(m), Vec::new()))?;
+                push(DataType::Set, 1, &[p, m], &[])?;
             }
             o.count += ms.len() as u64;
         }
@@ -242,17 +235,16 @@ fn bw_entries(
                 if s.is_nan() {
                     return Err(bad(&o.key, "a NaN score"));
                 }
-                push((DataType::ZSet, 1, with(m), s.to_le_bytes().to_vec()))?;
-                let mut sk = s.to_le_bytes().to_vec();
-                sk.extend_from_slice(m);
-                push((DataType::ZSet, 2, with(&sk), Vec::new()))?;
+                let sb = s.to_le_bytes();
+                push(DataType::ZSet, 1, &[p, m], &[&sb])?;
+                push(DataType::ZSet, 2, &[p, &sb, m], &[])?;
             }
             o.count += ms.len() as u64;
         }
         RecordValue::List(vs) => {
             for v in vs {
                 let idx = LIST_FIRST_INDEX.wrapping_add(o.count);
-                push((DataType::List, 1, with(&idx.to_le_bytes()), v.to_vec()))?;
+                push(DataType::List, 1, &[p, &idx.to_le_bytes()], &[v])?;
                 o.count += 1;
             }
         }
@@ -265,7 +257,7 @@ fn nemo_entries(
     version: u32,
     value: &RecordValue,
     last: bool,
-    push: &mut dyn FnMut(Entry) -> Result<(), DumpError>,
+    push: &mut Push<'_>,
 ) -> Result<(), DumpError> {
     let suffix = |mut v: Vec<u8>, ts: i32| {
         v.extend_from_slice(&version.to_le_bytes());
@@ -284,14 +276,14 @@ fn nemo_entries(
             let mut val = v.to_vec();
             val.extend_from_slice(&0u32.to_le_bytes());
             val.extend_from_slice(&ts.to_le_bytes());
-            push((DataType::String, 0, o.key.to_vec(), val))?;
+            push(DataType::String, 0, &[&o.key[..]], &[&val])?;
         }
         RecordValue::Hash(fs) => {
             for (f, v) in fs {
                 let mut k = key_prefix(b'h');
                 k.push(b'=');
                 k.extend_from_slice(f);
-                push((DataType::Hash, 0, k, suffix(v.to_vec(), ts)))?;
+                push(DataType::Hash, 0, &[&k], &[&suffix(v.to_vec(), ts)])?;
             }
             o.count += fs.len() as u64;
         }
@@ -299,7 +291,7 @@ fn nemo_entries(
             for m in ms {
                 let mut k = key_prefix(b's');
                 k.extend_from_slice(m);
-                push((DataType::Set, 0, k, suffix(Vec::new(), ts)))?;
+                push(DataType::Set, 0, &[&k], &[&suffix(Vec::new(), ts)])?;
             }
             o.count += ms.len() as u64;
         }
@@ -310,11 +302,16 @@ fn nemo_entries(
                 }
                 let mut k = key_prefix(b'z');
                 k.extend_from_slice(m);
-                push((DataType::ZSet, 0, k, suffix(s.to_le_bytes().to_vec(), ts)))?;
+                push(
+                    DataType::ZSet,
+                    0,
+                    &[&k],
+                    &[&suffix(s.to_le_bytes().to_vec(), ts)],
+                )?;
                 let mut y = key_prefix(b'y');
                 y.extend_from_slice(&nemo_score_index(*s).to_be_bytes());
                 y.extend_from_slice(m);
-                push((DataType::ZSet, 0, y, suffix(Vec::new(), ts)))?;
+                push(DataType::ZSet, 0, &[&y], &[&suffix(Vec::new(), ts)])?;
             }
             o.count += ms.len() as u64;
         }
@@ -335,7 +332,7 @@ fn nemo_entries(
                 let mut val = prev.to_le_bytes().to_vec();
                 val.extend_from_slice(&next.to_le_bytes());
                 val.extend_from_slice(v);
-                push((DataType::List, 0, k, suffix(val, ts)))?;
+                push(DataType::List, 0, &[&k], &[&suffix(val, ts)])?;
                 o.count += 1;
             }
         }

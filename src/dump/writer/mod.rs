@@ -158,8 +158,8 @@ impl DumpWriter {
         let sorters = &mut self.sorters;
         let buffered = &mut self.buffered;
         let entries = &mut self.stats.entries;
-        self.enc.encode(rec, &mut |(t, cf, k, v)| {
-            *buffered += sorters.get_mut(&(t, cf)).expect("cf").push(k, v);
+        self.enc.encode(rec, &mut |t, cf, k, v| {
+            *buffered += sorters.get_mut(&(t, cf)).expect("cf").push_parts(k, v);
             *entries += 1;
             Ok(())
         })?;

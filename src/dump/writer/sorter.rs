@@ -15,13 +15,14 @@ pub type Cmp = crate::dump::comparators::KeyOrder;
 /// Receives the sorted entries.
 pub type EntrySink<'a> = dyn FnMut(&[u8], &[u8]) -> io::Result<()> + 'a;
 
-/// Bytes a buffered entry costs beyond its key and value.
-pub const ENTRY_OVERHEAD: usize = 56;
+/// Bytes a buffered entry costs beyond its key and value (its index slot).
+pub const ENTRY_OVERHEAD: usize = 16;
 
-/// The entries of one column family.
+/// The entries of one column family: bytes in one arena, sorted through an index.
 pub struct Sorter {
     cmp: Cmp,
-    buf: Vec<(Vec<u8>, Vec<u8>)>,
+    arena: Vec<u8>,
+    idx: Vec<(usize, u32, u32)>,
     runs: Vec<PathBuf>,
     tmp: PathBuf,
     name: String,
@@ -32,28 +33,54 @@ impl Sorter {
     pub fn new(cmp: Cmp, tmp: &Path, name: &str) -> Self {
         Sorter {
             cmp,
-            buf: Vec::new(),
+            arena: Vec::new(),
+            idx: Vec::new(),
             runs: Vec::new(),
             tmp: tmp.to_path_buf(),
             name: name.to_string(),
         }
     }
 
+    /// Buffers one entry whose key and value are the concatenations of their parts; returns
+    /// the bytes it costs.
+    pub fn push_parts(&mut self, key: &[&[u8]], value: &[&[u8]]) -> usize {
+        let off = self.arena.len();
+        for p in key {
+            self.arena.extend_from_slice(p);
+        }
+        let kl = self.arena.len() - off;
+        for p in value {
+            self.arena.extend_from_slice(p);
+        }
+        let vl = self.arena.len() - off - kl;
+        self.idx.push((off, kl as u32, vl as u32));
+        kl + vl + ENTRY_OVERHEAD
+    }
+
     /// Buffers one entry; returns the bytes it costs.
     pub fn push(&mut self, key: Vec<u8>, value: Vec<u8>) -> usize {
-        let n = key.len() + value.len() + ENTRY_OVERHEAD;
-        self.buf.push((key, value));
-        n
+        self.push_parts(&[&key], &[&value])
+    }
+
+    fn entry(&self, i: usize) -> (&[u8], &[u8]) {
+        let (off, kl, vl) = self.idx[i];
+        let (kl, vl) = (kl as usize, vl as usize);
+        (
+            &self.arena[off..off + kl],
+            &self.arena[off + kl..off + kl + vl],
+        )
     }
 
     fn sort_buf(&mut self) {
         let cmp = self.cmp;
-        self.buf.sort_unstable_by(|a, b| cmp(&a.0, &b.0));
+        let arena = &self.arena;
+        let key = |e: &(usize, u32, u32)| &arena[e.0..e.0 + e.1 as usize];
+        self.idx.sort_unstable_by(|a, b| cmp(key(a), key(b)));
     }
 
     /// Writes the buffer as a sorted run file and empties it.
     pub fn spill(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.idx.is_empty() {
             return Ok(());
         }
         self.sort_buf();
@@ -62,14 +89,17 @@ impl Sorter {
             .tmp
             .join(format!("{}.run{}", self.name, self.runs.len()));
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-        for (k, v) in self.buf.drain(..) {
+        for i in 0..self.idx.len() {
+            let (k, v) = self.entry(i);
             w.write_all(&(k.len() as u32).to_le_bytes())?;
             w.write_all(&(v.len() as u32).to_le_bytes())?;
-            w.write_all(&k)?;
-            w.write_all(&v)?;
+            w.write_all(k)?;
+            w.write_all(v)?;
         }
         w.flush()?;
         self.runs.push(path);
+        self.idx = Vec::new();
+        self.arena = Vec::new();
         Ok(())
     }
 
@@ -78,12 +108,13 @@ impl Sorter {
         let cmp = self.cmp;
         if self.runs.is_empty() {
             self.sort_buf();
-            for w in self.buf.windows(2) {
-                if cmp(&w[0].0, &w[1].0) == Ordering::Equal {
-                    return Ok(Err(w[0].0.clone()));
+            for i in 1..self.idx.len() {
+                if cmp(self.entry(i - 1).0, self.entry(i).0) == Ordering::Equal {
+                    return Ok(Err(self.entry(i).0.to_vec()));
                 }
             }
-            for (k, v) in &self.buf {
+            for i in 0..self.idx.len() {
+                let (k, v) = self.entry(i);
                 out(k, v)?;
             }
             return Ok(Ok(()));
