@@ -29,10 +29,15 @@ const SLAVE_TIMEOUT: u64 = 6;
 /// How long one convergence may take before the data count as different.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(120);
 
+/// Whether the relay converts a 2.3 (nemo) dump for 3.x slaves (issue 16). Until it does, a 2.3
+/// master's data must reach the slaves by binlog: the driver writes to a 2.3 master only after
+/// its relay took its first (empty) full sync (docs/DESIGN-NOTES.md, Known limits).
+const V23_DUMPS_CONVERTED: bool = false;
+
 /// An old master, its relay and the relay's new slaves (container services and last octets).
 struct Pair {
     master: (&'static str, u8),
-    relay: &'static str,
+    relay: (&'static str, u8),
     slaves: Vec<(&'static str, u8)>,
     v23: bool,
 }
@@ -44,9 +49,9 @@ struct Topology {
 }
 
 fn topologies() -> Vec<Topology> {
-    let pair = |m, mo, r, slaves, v23| Pair {
+    let pair = |m, mo, r, ro, slaves, v23| Pair {
         master: (m, mo),
-        relay: r,
+        relay: (r, ro),
         slaves,
         v23,
     };
@@ -57,6 +62,7 @@ fn topologies() -> Vec<Topology> {
                 "master",
                 2,
                 "relay",
+                10,
                 vec![("slave-32", 20), ("slave-33", 21)],
                 false,
             )],
@@ -64,14 +70,14 @@ fn topologies() -> Vec<Topology> {
         },
         Topology {
             n: 2,
-            pairs: vec![pair("master", 2, "relay", vec![("slave-32", 20)], true)],
+            pairs: vec![pair("master", 2, "relay", 10, vec![("slave-32", 20)], true)],
             master_cut: Duration::from_secs(5),
         },
         Topology {
             n: 3,
             pairs: vec![
-                pair("master", 2, "relay", vec![("slave-33", 20)], false),
-                pair("master-b", 3, "relay-b", vec![("slave-b-32", 21)], true),
+                pair("master", 2, "relay", 10, vec![("slave-33", 20)], false),
+                pair("master-b", 3, "relay-b", 11, vec![("slave-b-32", 21)], true),
             ],
             master_cut: Duration::from_secs(5),
         },
@@ -255,6 +261,32 @@ fn wait_ping(addr: &str) -> Result<(), String> {
     }
 }
 
+/// Waits until the relay at `octet` took its first full sync and streams from its master.
+fn wait_relay_synced(p: &Project, octet: u8) -> Result<(), String> {
+    let addr = format!("{}.{octet}:9301", p.net);
+    let start = Instant::now();
+    loop {
+        let info = match call(&addr, &[b"INFO"]) {
+            Ok(pika_relay::formats::resp::Reply::Bulk(Some(b))) => {
+                String::from_utf8_lossy(&b).into_owned()
+            }
+            Ok(other) => format!("{other:?}"),
+            Err(e) => e,
+        };
+        let epoch = info
+            .lines()
+            .find_map(|l| l.strip_prefix("epoch:"))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if epoch.is_some_and(|e| e >= 1) && info.contains("master_link_status:up") {
+            return Ok(());
+        }
+        if start.elapsed() > CONVERGE_LIMIT {
+            return Err(format!("relay {addr} never synced with its master: {info}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn up(compose: &[String], image: &str, id: &str, t: &Topology) -> Result<Project, String> {
     let file = format!(
         "{}/docker/test/topology-{}.yml",
@@ -316,7 +348,7 @@ fn exercise(rows: &mut Vec<Row>, p: &Project, t: &Topology) -> Result<(), String
     let (m, mo) = pair.master;
     let (s_first, so_first) = pair.slaves[0];
     let s_last = pair.slaves[pair.slaves.len() - 1].0;
-    let relay = pair.relay;
+    let relay = pair.relay.0;
     let sleep = std::thread::sleep;
     let beyond_timeout = Duration::from_secs(SLAVE_TIMEOUT + 3);
     for (o, _) in t.pairs.iter().map(|pr| (pr.master.1, ())) {
@@ -327,7 +359,12 @@ fn exercise(rows: &mut Vec<Row>, p: &Project, t: &Topology) -> Result<(), String
         p,
         t,
         "up: full sync + workload",
-        || write_all(p, t, "w0"),
+        || {
+            for pr in t.pairs.iter().filter(|pr| pr.v23 && !V23_DUMPS_CONVERTED) {
+                wait_relay_synced(p, pr.relay.1)?;
+            }
+            write_all(p, t, "w0")
+        },
         || Ok(()),
     )?;
     step(
