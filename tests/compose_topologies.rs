@@ -157,8 +157,30 @@ impl Drop for Project {
                 let _ = writeln!(std::io::stderr(), "--- logs of {} ---\n{l}", self.name);
             }
         }
-        if let Err(e) = self.compose(&["down", "-v", "--remove-orphans", "-t", "2"]) {
-            let _ = writeln!(std::io::stderr(), "compose_topologies: cleanup: {e}");
+        // The engine may still hold a removed container's endpoint for a moment ("network has
+        // active endpoints"): retry, then remove what is left by the project's label.
+        let mut last = None;
+        for _ in 0..3 {
+            match self.compose(&["down", "-v", "--remove-orphans", "-t", "2"]) {
+                Ok(_) => return,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        for kind in ["network", "volume"] {
+            let ids = docker(&[kind, "ls", "-q", "--filter", &label]).unwrap_or_default();
+            for id in ids.split_whitespace() {
+                if let Err(e) = docker(&[kind, "rm", id]) {
+                    let _ = writeln!(std::io::stderr(), "compose_topologies: cleanup: {e}");
+                }
+            }
+        }
+        if let Some(e) = last {
+            let _ = writeln!(
+                std::io::stderr(),
+                "compose_topologies: cleanup retried: {e}"
+            );
         }
     }
 }
