@@ -199,6 +199,9 @@ impl Drop for Image {
 struct Row {
     topology: u8,
     fault: String,
+    /// Whether the slaves differed from their masters while the fault lasted (the fault was
+    /// real: the writes made during it had not arrived).
+    differed: bool,
     converged: Option<Duration>,
 }
 
@@ -354,15 +357,25 @@ fn step(
     heal: impl FnOnce() -> Result<(), String>,
 ) -> Result<(), String> {
     fault().map_err(|e| format!("topology {}: {name}: {e}", t.n))?;
+    let differed = compare(p, t).is_err();
     heal().map_err(|e| format!("topology {}: {name}: healing: {e}", t.n))?;
     let r = converge(p, t);
     rows.push(Row {
         topology: t.n,
         fault: name.to_string(),
+        differed,
         converged: r.as_ref().ok().copied(),
     });
-    r.map(|_| ())
-        .map_err(|e| format!("topology {}: {name}: {e}", t.n))
+    r.map_err(|e| format!("topology {}: {name}: {e}", t.n))?;
+    // Every fault but the first step cuts the path the writes made during it would take.
+    if !differed && !name.starts_with("up") {
+        return Err(format!(
+            "topology {}: {name}: the slaves already held every write while the fault lasted: \
+             the fault did not cut anything",
+            t.n
+        ));
+    }
+    Ok(())
 }
 
 fn exercise(rows: &mut Vec<Row>, p: &Project, t: &Topology) -> Result<(), String> {
@@ -480,15 +493,19 @@ fn exercise(rows: &mut Vec<Row>, p: &Project, t: &Topology) -> Result<(), String
 
 fn table(rows: &[Row], total: Duration) -> String {
     let mut s = format!(
-        "\n{:<9} {:<40} {:>14} {:>11}\n",
-        "topology", "fault", "converged in", "data equal"
+        "\n{:<9} {:<40} {:>9} {:>14} {:>11}\n",
+        "topology", "fault", "cut seen", "converged in", "data equal"
     );
     for r in rows {
         let (t, eq) = match r.converged {
             Some(d) => (format!("{:.1} s", d.as_secs_f64()), "yes"),
             None => (format!("> {} s", CONVERGE_LIMIT.as_secs()), "NO"),
         };
-        s += &format!("{:<9} {:<40} {:>14} {:>11}\n", r.topology, r.fault, t, eq);
+        let cut = if r.differed { "yes" } else { "no" };
+        s += &format!(
+            "{:<9} {:<40} {:>9} {:>14} {:>11}\n",
+            r.topology, r.fault, cut, t, eq
+        );
     }
     s + &format!("compose_topologies: total {:.0} s\n", total.as_secs_f64())
 }
