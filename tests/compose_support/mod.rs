@@ -79,7 +79,7 @@ pub fn used_prefixes() -> Vec<String> {
     docker(&args)
         .unwrap_or_default()
         .split_whitespace()
-        .filter_map(|s| s.rsplitn(2, '.').nth(1).map(str::to_string))
+        .filter_map(|s| s.rsplit_once('.').map(|x| x.0.to_string()))
         .collect()
 }
 
