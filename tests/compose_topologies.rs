@@ -32,7 +32,7 @@ const CONVERGE_LIMIT: Duration = Duration::from_secs(120);
 /// Whether the relay converts a 2.3 (nemo) dump for 3.x slaves (issue 16). Until it does, a 2.3
 /// master's data must reach the slaves by binlog: the driver writes to a 2.3 master only after
 /// its relay took its first (empty) full sync (docs/DESIGN-NOTES.md, Known limits).
-const V23_DUMPS_CONVERTED: bool = false;
+const V23_DUMPS_CONVERTED: bool = true;
 
 /// An old master, its relay and the relay's new slaves (container services and last octets).
 struct Pair {

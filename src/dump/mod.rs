@@ -16,7 +16,6 @@ pub mod manifest;
 pub mod nemo;
 pub mod reader;
 pub mod record;
-pub mod sim_source;
 pub mod rocks;
 pub mod sst_check;
 pub mod writer;

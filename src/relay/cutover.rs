@@ -58,6 +58,19 @@ impl AckSource for Registry {
     }
 }
 
+impl AckSource for crate::downstream::resp::TargetRegistry {
+    fn acks(&self) -> Vec<ConsumerAck> {
+        self.snapshot()
+            .into_iter()
+            .map(|t| ConsumerAck {
+                name: format!("target {} ({})", t.name, t.url),
+                acked: t.applied,
+                state: t.state.label().to_string(),
+            })
+            .collect()
+    }
+}
+
 /// What the relay needs to run a cutover.
 #[derive(Clone)]
 pub struct CutoverContext {

@@ -328,7 +328,7 @@ impl Relay {
             masterauth: (!cfg.upstream.masterauth.is_empty())
                 .then(|| cfg.upstream.masterauth.clone()),
             journal: source.clone(),
-            consumers: vec![Arc::new(registry_for_cutover)],
+            consumers: vec![Arc::new(registry_for_cutover), Arc::new(targets.clone())],
         };
         tokio::spawn(admin::serve_with(
             admin_listener,
