@@ -186,60 +186,105 @@ impl DumpWriter {
         }
         let engine = self.opts.engine;
         let mut sorters = std::mem::take(&mut self.sorters);
-        for t in TYPES {
-            let inst = self.db_root.join(engine.type_dir(t));
-            let mut next_number = FIRST_FILE_NUMBER;
-            let mut cfs = Vec::new();
-            for (i, cf) in column_families(engine, t).iter().enumerate() {
-                let s = sorters.remove(&(t, i)).expect("cf");
-                let spec = sst::sst_spec(t, cf, engine != Engine::Nemo, self.opts.compression);
-                let mut out = sst::SstOut::new(&inst, spec, self.opts.target_file_size);
-                let mut failed: Option<DumpError> = None;
-                let dup = s
-                    .drain(&mut |k, v| {
-                        out.put(k, v, &mut next_number).map_err(|e| {
-                            let msg = e.to_string();
-                            failed = Some(e);
-                            std::io::Error::other(msg)
-                        })
+        // The five instances are independent: their files are written in parallel.
+        let jobs: Vec<(DataType, Vec<sorter::Sorter>)> = TYPES
+            .iter()
+            .map(|t| {
+                let n = column_families(engine, *t).len();
+                (
+                    *t,
+                    (0..n)
+                        .map(|i| sorters.remove(&(*t, i)).expect("cf"))
+                        .collect(),
+                )
+            })
+            .collect();
+        let results: Vec<Result<(u64, u64), DumpError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|(t, cfs)| {
+                    let inst = self.db_root.join(engine.type_dir(t));
+                    let (opts, tmp) = (&self.opts, &self.tmp);
+                    s.spawn(move || write_instance(&inst, tmp, t, cfs, opts))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(io(&self.db_root, "a thread writing an instance panicked"))
                     })
-                    .map_err(|e| failed.take().unwrap_or_else(|| io(&self.tmp, e)))?;
-                if let Err(k) = dup {
-                    return Err(DumpError::Corrupt {
-                        dir: inst.display().to_string(),
-                        place: format!("column family {cf}"),
-                        why: format!(
-                            "the record stream holds entry {} twice (a repeated key or member)",
-                            crate::formats::resp::escape(&k)
-                        ),
-                    });
-                }
-                let files = out.finish()?;
-                self.stats.files += files.len() as u64;
-                self.stats.sst_bytes += files.iter().map(|f| f.size).sum::<u64>();
-                cfs.push(CfState {
-                    id: i as u32,
-                    name: cf.to_string(),
-                    comparator: comparator_of(t, cf)
-                        .filter(|_| engine != Engine::Nemo)
-                        .unwrap_or("leveldb.BytewiseComparator")
-                        .to_string(),
-                    files,
-                    log_number: None,
-                });
-            }
-            let manifest_number = next_number;
-            manifest::write(
-                &inst,
-                manifest_number,
-                &cfs,
-                FIRST_FILE_NUMBER - 1,
-                manifest_number + 1,
-                0,
-            )
-            .map_err(|e| io(&inst, e))?;
+                })
+                .collect()
+        });
+        for r in results {
+            let (files, bytes) = r?;
+            self.stats.files += files;
+            self.stats.sst_bytes += bytes;
         }
         let _ = std::fs::remove_dir_all(&self.tmp);
         Ok(self.stats)
     }
+}
+
+/// Writes the SST files, MANIFEST and CURRENT of one instance; returns (files, bytes).
+fn write_instance(
+    inst: &Path,
+    tmp: &Path,
+    t: DataType,
+    sorters: Vec<sorter::Sorter>,
+    opts: &WriterOptions,
+) -> Result<(u64, u64), DumpError> {
+    let engine = opts.engine;
+    let mut next_number = FIRST_FILE_NUMBER;
+    let mut cfs = Vec::new();
+    let (mut nfiles, mut nbytes) = (0u64, 0u64);
+    for ((i, cf), s) in column_families(engine, t).iter().enumerate().zip(sorters) {
+        let spec = sst::sst_spec(t, cf, engine != Engine::Nemo, opts.compression);
+        let mut out = sst::SstOut::new(inst, spec, opts.target_file_size);
+        let mut failed: Option<DumpError> = None;
+        let dup = s
+            .drain(&mut |k, v| {
+                out.put(k, v, &mut next_number).map_err(|e| {
+                    let msg = e.to_string();
+                    failed = Some(e);
+                    std::io::Error::other(msg)
+                })
+            })
+            .map_err(|e| failed.take().unwrap_or_else(|| io(tmp, e)))?;
+        if let Err(k) = dup {
+            return Err(DumpError::Corrupt {
+                dir: inst.display().to_string(),
+                place: format!("column family {cf}"),
+                why: format!(
+                    "the record stream holds entry {} twice (a repeated key or member)",
+                    crate::formats::resp::escape(&k)
+                ),
+            });
+        }
+        let files = out.finish()?;
+        nfiles += files.len() as u64;
+        nbytes += files.iter().map(|f| f.size).sum::<u64>();
+        cfs.push(CfState {
+            id: i as u32,
+            name: cf.to_string(),
+            comparator: comparator_of(t, cf)
+                .filter(|_| engine != Engine::Nemo)
+                .unwrap_or("leveldb.BytewiseComparator")
+                .to_string(),
+            files,
+            log_number: None,
+        });
+    }
+    let manifest_number = next_number;
+    manifest::write(
+        inst,
+        manifest_number,
+        &cfs,
+        FIRST_FILE_NUMBER - 1,
+        manifest_number + 1,
+        0,
+    )
+    .map_err(|e| io(inst, e))?;
+    Ok((nfiles, nbytes))
 }
