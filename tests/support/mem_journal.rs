@@ -114,7 +114,7 @@ impl MemJournal {
         );
         g.items.push(JournalItem {
             logic_id: item_logic_id(&pad),
-            bytes: pad,
+            bytes: pad.into(),
             start,
             end,
         });
