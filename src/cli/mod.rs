@@ -10,5 +10,5 @@ pub mod dump_tools;
 pub mod inspect;
 pub mod run;
 pub mod seed_manifest;
-pub mod verify;
 pub mod sim;
+pub mod verify;
