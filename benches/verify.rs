@@ -4,7 +4,7 @@
 //! alone walking the same keyspace in the same run; the verify process's peak RSS. For 1 M names:
 //! `VERIFY_KEYS=1000000 cargo bench --bench verify` (a few hundred MB of Redis memory per side; measured: same peak RSS as 200 000).
 
-#[path = "../tests/support/redis.rs"]
+#[path = "../tests/support/redis_plain.rs"]
 mod redis;
 
 use pika_relay::verify::conn::{Cmd, Conn};
