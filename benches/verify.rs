@@ -4,7 +4,7 @@
 //! alone walking the same keyspace in the same run; the verify process's peak RSS. For 1 M names:
 //! `VERIFY_KEYS=1000000 cargo bench --bench verify` (a few hundred MB of Redis memory per side; measured: same peak RSS as 200 000).
 
-#[path = "../tests/support/redis_plain.rs"]
+#[path = "../tests/support/redis.rs"]
 mod redis;
 
 use pika_relay::verify::conn::{Cmd, Conn};
@@ -62,11 +62,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let (a, b) = (redis::RedisServer::start(), redis::RedisServer::start());
+    let (ra, rb) = (redis::RedisServer::scratch(), redis::RedisServer::scratch());
+    let (a, b) = (ra.addr(), rb.addr());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let t = Instant::now();
     rt.block_on(async {
-        tokio::join!(load(&a.addr, n), load(&b.addr, n));
+        tokio::join!(load(&a, n), load(&b, n));
     });
     eprintln!(
         "loaded {n} names on both sides in {:.1} s",
@@ -74,7 +75,7 @@ fn main() {
     );
 
     // Baseline: redis-cli --scan alone over the old side.
-    let (host, port) = a.addr.rsplit_once(':').unwrap();
+    let (host, port) = a.rsplit_once(':').unwrap();
     let t = Instant::now();
     let mut cli = Command::new("redis-cli")
         .args(["-h", host, "-p", port, "--scan"])
@@ -93,9 +94,7 @@ fn main() {
     // verify, as an operator runs it.
     let t = Instant::now();
     let mut v = Command::new(env!("CARGO_BIN_EXE_pika-relay"))
-        .args([
-            "verify", "--old", &a.addr, "--new", &b.addr, "--format", "jsonl",
-        ])
+        .args(["verify", "--old", &a, "--new", &b, "--format", "jsonl"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("pika-relay verify");

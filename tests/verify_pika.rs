@@ -3,7 +3,7 @@
 //! compared, once; a new side lacking one of them is named; a real Redis new side (one keyspace)
 //! cannot hold both and is reported.
 
-#[path = "support/redis_plain.rs"]
+#[path = "support/redis.rs"]
 mod redis;
 
 use pika_relay::sim::pika_keyspace::{Generation, PikaResponder};
@@ -112,8 +112,8 @@ async fn a_string_and_a_hash_with_one_name() {
 async fn old_pika_against_a_real_redis() {
     let old = PikaResponder::start(Generation::V3).await.unwrap();
     load(&old, true);
-    let r = redis::RedisServer::start();
-    let mut c = Conn::connect(&r.addr, None, Duration::from_secs(5))
+    let r = redis::RedisServer::scratch();
+    let mut c = Conn::connect(&r.addr(), None, Duration::from_secs(5))
         .await
         .unwrap();
     let mut cmds = vec![
@@ -129,7 +129,7 @@ async fn old_pika_against_a_real_redis() {
         cmds.push(cmd(&["set".to_string(), format!("k{i}"), format!("v{i}")]));
     }
     c.pipeline(&cmds).await.unwrap();
-    let (s, f) = run(&old.addr.to_string(), &r.addr).await;
+    let (s, f) = run(&old.addr.to_string(), &r.addr()).await;
     assert_eq!((s.checked, s.different, s.missing), (47, 1, 0), "{f:?}");
     match &f[0] {
         Finding::Different { key, diffs } => {

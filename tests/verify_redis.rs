@@ -2,7 +2,7 @@
 //! TTL, a type, a list's order, a missing hash field, a missing key, an extra key) → reported,
 //! naming the key; a big hash and a big string compared in pages.
 
-#[path = "support/redis_plain.rs"]
+#[path = "support/redis.rs"]
 mod redis;
 
 use pika_relay::verify::conn::{cmd, Cmd, Conn};
@@ -73,10 +73,10 @@ fn key_of(f: &Finding) -> &[u8] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equal_then_each_change_is_named() {
-    let (a, b) = (RedisServer::start(), RedisServer::start());
-    load(&a.addr, &dataset()).await;
-    load(&b.addr, &dataset()).await;
-    let (s, f) = verify(&a.addr, &b.addr, true).await;
+    let (a, b) = (RedisServer::scratch(), RedisServer::scratch());
+    load(&a.addr(), &dataset()).await;
+    load(&b.addr(), &dataset()).await;
+    let (s, f) = verify(&a.addr(), &b.addr(), true).await;
     assert!(f.is_empty(), "{f:?}");
     assert!(s.is_equal());
     assert_eq!(s.checked, 509, "{s:?}");
@@ -97,8 +97,8 @@ async fn equal_then_each_change_is_named() {
         cmd(&["del", "k7"]),
         cmd(&["set", "only-new", "1"]),
     ];
-    load(&b.addr, &changes).await;
-    let (s, f) = verify(&a.addr, &b.addr, true).await;
+    load(&b.addr(), &changes).await;
+    let (s, f) = verify(&a.addr(), &b.addr(), true).await;
     assert!(!s.is_equal());
     let find = |k: &str| {
         f.iter()
@@ -129,16 +129,16 @@ async fn equal_then_each_change_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_hash_field_with_equal_lengths_and_the_cli_exit_code() {
-    let (a, b) = (RedisServer::start(), RedisServer::start());
-    load(&a.addr, &dataset()).await;
-    load(&b.addr, &dataset()).await;
+    let (a, b) = (RedisServer::scratch(), RedisServer::scratch());
+    load(&a.addr(), &dataset()).await;
+    load(&b.addr(), &dataset()).await;
     // Same length, one field renamed: only the paged lookup can see it.
     load(
-        &b.addr,
+        &b.addr(),
         &[cmd(&["hdel", "h", "f3"]), cmd(&["hset", "h", "f9", "v3"])],
     )
     .await;
-    let (s, f) = verify(&a.addr, &b.addr, false).await;
+    let (s, f) = verify(&a.addr(), &b.addr(), false).await;
     assert_eq!(s.different, 1, "{f:?}");
     match &f[0] {
         Finding::Different { key, diffs } => {
@@ -154,7 +154,13 @@ async fn missing_hash_field_with_equal_lengths_and_the_cli_exit_code() {
     let bin = env!("CARGO_BIN_EXE_pika-relay");
     let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
     let out = run(&[
-        "verify", "--old", &a.addr, "--new", &b.addr, "--format", "jsonl",
+        "verify",
+        "--old",
+        &a.addr(),
+        "--new",
+        &b.addr(),
+        "--format",
+        "jsonl",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -170,12 +176,18 @@ async fn missing_hash_field_with_equal_lengths_and_the_cli_exit_code() {
         "{text}"
     );
     load(
-        &b.addr,
+        &b.addr(),
         &[cmd(&["hdel", "h", "f9"]), cmd(&["hset", "h", "f3", "v3"])],
     )
     .await;
     let out = run(&[
-        "verify", "--old", &a.addr, "--new", &b.addr, "--rate", "100000",
+        "verify",
+        "--old",
+        &a.addr(),
+        "--new",
+        &b.addr(),
+        "--rate",
+        "100000",
     ]);
     assert_eq!(
         out.status.code(),
@@ -191,7 +203,7 @@ async fn missing_hash_field_with_equal_lengths_and_the_cli_exit_code() {
     let out = run(&[
         "verify",
         "--old",
-        &a.addr,
+        &a.addr(),
         "--new",
         &free.to_string(),
         "--timeout-secs",
@@ -203,17 +215,17 @@ async fn missing_hash_field_with_equal_lengths_and_the_cli_exit_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_during_the_walk_is_rechecked_not_reported() {
-    let (a, b) = (RedisServer::start(), RedisServer::start());
-    load(&a.addr, &dataset()).await;
-    load(&b.addr, &dataset()).await;
-    load(&b.addr, &[cmd(&["set", "s1", "stale"])]).await;
+    let (a, b) = (RedisServer::scratch(), RedisServer::scratch());
+    load(&a.addr(), &dataset()).await;
+    load(&b.addr(), &dataset()).await;
+    load(&b.addr(), &[cmd(&["set", "s1", "stale"])]).await;
     // The "replication" catches up while verify waits to re-check.
-    let b_addr = b.addr.clone();
+    let b_addr = b.addr();
     let fix = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
         load(&b_addr, &[cmd(&["set", "s1", "hello"])]).await;
     });
-    let mut o = VerifyOptions::new(&a.addr, &b.addr);
+    let mut o = VerifyOptions::new(a.addr(), b.addr());
     o.recheck_delay = Duration::from_millis(800);
     let mut sink = Collect::default();
     let s = verify::run(&o, &mut sink).await.unwrap();
@@ -224,10 +236,10 @@ async fn a_write_during_the_walk_is_rechecked_not_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_compares_one_name_in_n() {
-    let (a, b) = (RedisServer::start(), RedisServer::start());
-    load(&a.addr, &dataset()).await;
-    load(&b.addr, &dataset()).await;
-    let mut o = VerifyOptions::new(&a.addr, &b.addr);
+    let (a, b) = (RedisServer::scratch(), RedisServer::scratch());
+    load(&a.addr(), &dataset()).await;
+    load(&b.addr(), &dataset()).await;
+    let mut o = VerifyOptions::new(a.addr(), b.addr());
     o.sample = 10;
     let mut sink = Collect::default();
     let s = verify::run(&o, &mut sink).await.unwrap();
@@ -238,8 +250,8 @@ async fn sampling_compares_one_name_in_n() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_side_answering_garbage_is_named_and_nothing_is_concluded() {
-    let a = RedisServer::start();
-    load(&a.addr, &dataset()).await;
+    let a = RedisServer::scratch();
+    load(&a.addr(), &dataset()).await;
     let bad = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bad_addr = bad.local_addr().unwrap().to_string();
     tokio::spawn(async move {
@@ -255,7 +267,7 @@ async fn a_side_answering_garbage_is_named_and_nothing_is_concluded() {
             });
         }
     });
-    let o = VerifyOptions::new(&a.addr, &bad_addr);
+    let o = VerifyOptions::new(a.addr(), &bad_addr);
     let e = verify::run(&o, &mut Collect::default()).await.unwrap_err();
     assert!(e.contains(&bad_addr) && e.contains("bad reply"), "{e}");
 }

@@ -20,6 +20,8 @@ pub struct RedisServer {
     dir: PathBuf,
     aof: bool,
     extra: Vec<String>,
+    /// The temporary directory of a [`RedisServer::scratch`] server, removed with it.
+    _scratch: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
@@ -45,6 +47,7 @@ impl RedisServer {
             dir: dir.to_path_buf(),
             aof: false,
             extra: Vec::new(),
+            _scratch: None,
         };
         s.spawn();
         s
@@ -64,6 +67,7 @@ impl RedisServer {
             dir: dir.to_path_buf(),
             aof,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            _scratch: None,
         };
         s.spawn();
         s
@@ -95,6 +99,19 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("redis-server on {} did not start", self.port);
+    }
+
+    /// One without persistence in a temporary directory of its own.
+    pub fn scratch() -> RedisServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Self::start(tmp.path(), false);
+        s._scratch = Some(tmp);
+        s
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// `redis://127.0.0.1:<port>`.
