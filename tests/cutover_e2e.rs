@@ -5,33 +5,19 @@
 
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/relay.rs"]
+mod relay;
 
-use pika_relay::config::Config;
-use pika_relay::relay::{Relay, RelayHandle, Tuning};
+use pika_relay::relay::RelayHandle;
 use pika_relay::sim::new_slave::{AckMode, DbState, NewSlave, NewSlaveConfig};
 use pika_relay::sim::old_master::{
     unix_now, Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
 };
 use pika_relay::sim::workload;
-use pika_relay::upstream::Timings;
+use relay::start_relay;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-async fn start_relay(master: &OldMaster, port: u16, data: &std::path::Path) -> RelayHandle {
-    let mut cfg = Config::default();
-    cfg.upstream.master = master.addr().to_string();
-    cfg.relay.port = port;
-    cfg.relay.bind = "127.0.0.1".parse().unwrap();
-    cfg.relay.advertise_ip = "127.0.0.1".into();
-    cfg.relay.data_dir = data.to_path_buf();
-    cfg.metrics.listen = "127.0.0.1:0".into();
-    let tuning = Tuning {
-        upstream_timings: Some(Timings::fast()),
-        purge_interval: Some(Duration::from_millis(500)),
-    };
-    Relay::start_tuned(cfg, tuning).await.expect("relay starts")
-}
 
 async fn slave(dir: &std::path::Path, relay_port: u16, ack: AckMode) -> (NewSlave, u16) {
     let port = net::free_base(&[1000]);

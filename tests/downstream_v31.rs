@@ -12,23 +12,24 @@
 mod mem_journal;
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/relay.rs"]
+mod relay;
 #[path = "support/vectors.rs"]
 mod vectors;
 
-use pika_relay::config::Config;
 use pika_relay::downstream::pb::{self, DumpPusher, PbConfig, Shared};
 use pika_relay::downstream::positions::PositionStore;
 use pika_relay::downstream::registry::Registry;
 use pika_relay::downstream::source::JournalSource;
 use pika_relay::formats::BinlogPos;
-use pika_relay::relay::{Relay, RelayHandle, Tuning};
+use pika_relay::relay::RelayHandle;
 use pika_relay::sim::keyspace::Keyspace;
 use pika_relay::sim::new_slave::{DbState, NewSlave, NewSlaveConfig, SlaveVersion};
 use pika_relay::sim::old_master::{
     unix_now, Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
 };
 use pika_relay::sim::workload;
-use pika_relay::upstream::Timings;
+use relay::start_relay;
 use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,21 +51,6 @@ async fn master(tmp: &std::path::Path, dbsync_delay: Duration) -> OldMaster {
     mcfg.timings.dbsync_delay = dbsync_delay;
     mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
     OldMaster::start(mcfg).await.unwrap()
-}
-
-async fn start_relay(master: &OldMaster, port: u16, data: &std::path::Path) -> RelayHandle {
-    let mut cfg = Config::default();
-    cfg.upstream.master = master.addr().to_string();
-    cfg.relay.port = port;
-    cfg.relay.bind = "127.0.0.1".parse().unwrap();
-    cfg.relay.advertise_ip = "127.0.0.1".into();
-    cfg.relay.data_dir = data.to_path_buf();
-    cfg.metrics.listen = "127.0.0.1:0".into();
-    let tuning = Tuning {
-        upstream_timings: Some(Timings::fast()),
-        purge_interval: Some(Duration::from_millis(500)),
-    };
-    Relay::start_tuned(cfg, tuning).await.expect("relay starts")
 }
 
 fn slave_cfg(port: u16, dir: &std::path::Path, relay_port: u16, v: SlaveVersion) -> NewSlaveConfig {

@@ -1,0 +1,26 @@
+//! The relay as the end-to-end tests start it: in process, on 127.0.0.1, with fast upstream
+//! timers, following an old-master double.
+
+#![allow(dead_code)]
+
+use pika_relay::config::Config;
+use pika_relay::relay::{Relay, RelayHandle, Tuning};
+use pika_relay::sim::old_master::OldMaster;
+use pika_relay::upstream::Timings;
+use std::time::Duration;
+
+/// Starts a relay of `master` on base port `port` with its data in `data`.
+pub async fn start_relay(master: &OldMaster, port: u16, data: &std::path::Path) -> RelayHandle {
+    let mut cfg = Config::default();
+    cfg.upstream.master = master.addr().to_string();
+    cfg.relay.port = port;
+    cfg.relay.bind = "127.0.0.1".parse().unwrap();
+    cfg.relay.advertise_ip = "127.0.0.1".into();
+    cfg.relay.data_dir = data.to_path_buf();
+    cfg.metrics.listen = "127.0.0.1:0".into();
+    let tuning = Tuning {
+        upstream_timings: Some(Timings::fast()),
+        purge_interval: Some(Duration::from_millis(500)),
+    };
+    Relay::start_tuned(cfg, tuning).await.expect("relay starts")
+}
