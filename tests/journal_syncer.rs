@@ -14,13 +14,11 @@ mod support;
 use pika_relay::formats::BinlogPos;
 use pika_relay::journal::{Journal, JournalConfig, JournalWriter, SyncPolicy};
 use pika_relay::pipeline::NewEntry;
-use rand::Rng;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-use support::{read_all_items, tiny};
+use support::{kill9, read_all_items, tiny};
 
 const ENV: &str = "PIKA_JOURNAL_SYNCER_CHILD";
+/// Set for the child of the `sync = always` test.
+const ALWAYS_ENV: &str = "PIKA_JOURNAL_SYNCER_ALWAYS";
 
 /// The items of old entry `i` (0, 1 or 2 of them, some a few KiB).
 fn entries(i: u64) -> Vec<NewEntry> {
@@ -112,17 +110,7 @@ fn child(dir: &str, always: bool) {
     rt.block_on(async {
         let (j, h, rec) = Journal::open(cfg(std::path::Path::new(dir), always)).unwrap();
         let mut i = rec.state.upstream.map_or(0, |p| p.offset);
-        let mut rx = j.watch();
-        tokio::spawn(async move {
-            let mut out = std::io::stdout();
-            while rx.changed().await.is_ok() {
-                let st = *rx.borrow_and_update();
-                if let Some(u) = st.upstream {
-                    let _ = writeln!(out, "SYNCED {} {}", u.offset, st.logic_id);
-                    let _ = out.flush();
-                }
-            }
-        });
+        kill9::report_synced(&j);
         let mut n = 1u64;
         loop {
             let batch: Vec<_> = (i..i + n)
@@ -138,69 +126,18 @@ fn child(dir: &str, always: bool) {
 
 fn kill_rounds(always: bool, name: &str) {
     if let Ok(dir) = std::env::var(ENV) {
-        if std::env::var("PIKA_JOURNAL_SYNCER_ALWAYS").is_ok() == always {
+        if std::env::var(ALWAYS_ENV).is_ok() == always {
             child(&dir, always);
         }
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut rng = rand::thread_rng();
-    let mut last_recovered = 0u64;
-    for round in 0..5 {
-        let mut cmd = Command::new(&exe);
-        cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(ENV, d.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if always {
-            cmd.env("PIKA_JOURNAL_SYNCER_ALWAYS", "1");
-        }
-        let mut c = cmd.spawn().unwrap();
-        let out = c.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("SYNCED ") {
-                    let mut p = rest.split(' ').map(|x| x.parse::<u64>().unwrap());
-                    let _ = tx.send((p.next().unwrap(), p.next().unwrap()));
-                }
-            }
-        });
-        std::thread::sleep(Duration::from_millis(rng.gen_range(300..1200)));
-        c.kill().unwrap(); // SIGKILL to this child's pid
-        c.wait().unwrap();
-        reader.join().unwrap();
-        let reported: Vec<(u64, u64)> = rx.try_iter().collect();
-        let (up, lid) = reported.last().copied().unwrap_or((last_recovered, 0));
-
-        let (w, rec) = JournalWriter::open(cfg(d.path(), always)).unwrap();
-        let got = rec.state.upstream.map_or(0, |p| p.offset);
-        assert!(
-            got >= up,
-            "round {round}: recovered upstream {got} < reported accepted {up}"
-        );
-        assert!(rec.state.logic_id >= lid);
-        assert!(got > last_recovered, "round {round}: no progress");
-        let items = read_all_items(d.path());
-        let expected: Vec<_> = (0..got).flat_map(entries).collect();
-        assert_eq!(items.len(), expected.len(), "round {round}");
-        for (it, e) in items.iter().zip(&expected) {
-            assert_eq!(it.argv().unwrap(), e.argv);
-        }
-        assert_eq!(rec.state.logic_id, items.len() as u64);
-        eprintln!(
-            "round {round}: killed after {} accepted reports; recovered upstream {got} ({} items in {} files, dropped tail {} bytes, removed files {:?})",
-            reported.len(),
-            items.len(),
-            rec.state.end.filenum + 1,
-            rec.dropped_tail_bytes,
-            rec.removed_files
-        );
-        last_recovered = got;
-        drop(w);
+    let dir = d.path().to_str().unwrap();
+    let mut env = vec![(ENV, dir)];
+    if always {
+        env.push((ALWAYS_ENV, "1"));
     }
+    kill9::kill_rounds(name, &env, d.path(), |p| cfg(p, always), entries);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Helpers shared by the journal tests.
 #![allow(dead_code)]
 
+pub mod kill9;
+
 use pika_relay::formats::item::BinlogItem;
 use pika_relay::formats::record::records;
 use pika_relay::journal::files::{data_path, list_data_files};
