@@ -92,7 +92,8 @@ pub fn lag_bytes(from: BinlogPos, to: BinlogPos, file_size: u64) -> u64 {
     (files * file_size + to.offset).saturating_sub(from.offset)
 }
 
-/// Renders `INFO [section]`. Sections: `replication`, `server`, `translate`, `log`; `all`/none = every one.
+/// Renders `INFO [section]`. Sections: `server`, `replication`, `translate`, `targets`, `log`;
+/// `all`/none = every one.
 pub fn render(section: &str, s: &RelayStatus) -> String {
     let section = section.to_ascii_lowercase();
     let all = section.is_empty() || section == "all" || section == "default";
