@@ -10,11 +10,9 @@ mod relay;
 
 use pika_relay::relay::RelayHandle;
 use pika_relay::sim::new_slave::{AckMode, DbState, NewSlave, NewSlaveConfig};
-use pika_relay::sim::old_master::{
-    unix_now, Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
-};
+use pika_relay::sim::old_master::{unix_now, Flavor, OldMaster};
 use pika_relay::sim::workload;
-use relay::start_relay;
+use relay::{master_config, start_relay};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,9 +59,7 @@ async fn cutover_under_load_then_with_a_stuck_slave() {
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .try_init();
     let tmp = tempfile::tempdir().unwrap();
-    let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.path().join("master-dumps"));
-    mcfg.timings = MasterTimings::fast();
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+    let mcfg = master_config(Flavor::V30, tmp.path().join("master-dumps"));
     let master = Arc::new(OldMaster::start(mcfg).await.unwrap());
     for c in workload::every_type("w1") {
         master.write(&c).unwrap();
@@ -218,9 +214,7 @@ async fn pause_writes_where_the_version_can() {
     use pika_relay::verify::conn::{cmd, Conn};
     for version in ["3.0.4", "3.0.16"] {
         let tmp = tempfile::tempdir().unwrap();
-        let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.path().join("master-dumps"));
-        mcfg.timings = MasterTimings::fast();
-        mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+        let mut mcfg = master_config(Flavor::V30, tmp.path().join("master-dumps"));
         mcfg.pika_version = version.into();
         let master = OldMaster::start(mcfg).await.unwrap();
         let port = net::free_base(&[1000, 2000, 3000]);

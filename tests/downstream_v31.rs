@@ -25,11 +25,9 @@ use pika_relay::formats::BinlogPos;
 use pika_relay::relay::RelayHandle;
 use pika_relay::sim::keyspace::Keyspace;
 use pika_relay::sim::new_slave::{DbState, NewSlave, NewSlaveConfig, SlaveVersion};
-use pika_relay::sim::old_master::{
-    unix_now, Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
-};
+use pika_relay::sim::old_master::{unix_now, Flavor, OldMaster};
 use pika_relay::sim::workload;
-use relay::start_relay;
+use relay::{master_config, start_relay};
 use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,10 +44,8 @@ fn log() {
 }
 
 async fn master(tmp: &std::path::Path, dbsync_delay: Duration) -> OldMaster {
-    let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.join("master-dumps"));
-    mcfg.timings = MasterTimings::fast();
+    let mut mcfg = master_config(Flavor::V30, tmp.join("master-dumps"));
     mcfg.timings.dbsync_delay = dbsync_delay;
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
     OldMaster::start(mcfg).await.unwrap()
 }
 

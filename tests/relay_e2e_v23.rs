@@ -10,12 +10,9 @@ mod relay;
 
 use pika_relay::relay::RelayHandle;
 use pika_relay::sim::new_slave::{DbState, NewSlave, NewSlaveConfig, SlaveVersion};
-use pika_relay::sim::old_master::{
-    unix_now, Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
-};
+use pika_relay::sim::old_master::{unix_now, Flavor, OldMaster};
 use pika_relay::sim::workload;
-use relay::start_relay;
-use std::sync::Arc;
+use relay::{master_config, start_relay};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -99,9 +96,7 @@ async fn a_2_3_master_reaches_3_2_and_3_3_slaves_through_a_converted_dump() {
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .try_init();
     let tmp = tempfile::tempdir().unwrap();
-    let mut mcfg = OldMasterConfig::new(Flavor::V23, tmp.path().join("master-dumps"));
-    mcfg.timings = MasterTimings::fast();
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+    let mcfg = master_config(Flavor::V23, tmp.path().join("master-dumps"));
     let master = OldMaster::start(mcfg).await.unwrap();
     write_round(&master, "w1");
 

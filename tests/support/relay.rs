@@ -1,12 +1,15 @@
 //! The relay as the end-to-end tests start it: in process, on 127.0.0.1, with fast upstream
-//! timers, following an old-master double.
+//! timers, following an old-master double; and that double as they configure it.
 
 #![allow(dead_code)]
 
 use pika_relay::config::Config;
 use pika_relay::relay::{Relay, RelayHandle, Tuning};
-use pika_relay::sim::old_master::OldMaster;
+use pika_relay::sim::old_master::{
+    Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
+};
 use pika_relay::upstream::Timings;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Starts a relay of `master` on base port `port` with its data in `data`.
@@ -23,4 +26,13 @@ pub async fn start_relay(master: &OldMaster, port: u16, data: &std::path::Path) 
         purge_interval: Some(Duration::from_millis(500)),
     };
     Relay::start_tuned(cfg, tuning).await.expect("relay starts")
+}
+
+/// An old-master double's settings with fast timers, pushing its dumps into `dumps` and on with
+/// the real `rsync` client (Pika's command lines).
+pub fn master_config(flavor: Flavor, dumps: std::path::PathBuf) -> OldMasterConfig {
+    let mut mcfg = OldMasterConfig::new(flavor, dumps);
+    mcfg.timings = MasterTimings::fast();
+    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+    mcfg
 }
