@@ -508,6 +508,55 @@ async fn wrong_acks_disconnect_and_a_silent_slave_stalls_only_itself() {
     }
 }
 
+/// An ack-only slave (the load harness's slave that is never the bottleneck) follows the
+/// journal to its end with acks the relay's window accepts, beside a real one, and holds no data.
+#[tokio::test]
+async fn an_ack_only_slave_acks_everything_and_applies_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = MemJournal::new(104_857_600, BinlogPos::default());
+    let mut model = Keyspace::default();
+    fill(&journal, &mut model, 0..2);
+    let cfg = PbConfig {
+        window_items: 10,
+        frame_items: 5,
+        ..PbConfig::default()
+    };
+    let relay = start_relay(journal.clone(), cfg, None).await;
+    let acker = start_slave(&relay, &tmp.path().join("acker"), |c| {
+        c.ack_mode = AckMode::AckOnly
+    })
+    .await;
+    let good = start_slave(&relay, &tmp.path().join("good"), |_| {}).await;
+    fill(&journal, &mut model, 2..8);
+    let end = journal.synced().end;
+    let v = acker
+        .wait_for(Duration::from_secs(20), |v| v.producer == end)
+        .await
+        .expect("the ack-only slave acks up to the journal's end");
+    good.wait_for(Duration::from_secs(20), |v| v.producer == end)
+        .await
+        .expect("the real slave too");
+    assert_eq!(v.state, DbState::Connected);
+    assert_eq!(v.meta_syncs, 1, "never disconnected for a bad ack");
+    assert_eq!(v.items, good.view().items, "received every item");
+    assert!(acker.lines(NOW).is_empty(), "applied nothing");
+    assert_eq!(good.lines(NOW), model.lines(NOW));
+    // The relay took its acks: both slaves acked the end.
+    let acked = || -> Vec<BinlogPos> {
+        relay.shared.registry.snapshot().iter().map(|s| s.acked).collect()
+    };
+    for _ in 0..200 {
+        if acked() == vec![end, end] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(acked(), vec![end, end]);
+    for s in [acker, good] {
+        s.stop().await;
+    }
+}
+
 async fn raw(relay: &Relay) -> TcpStream {
     TcpStream::connect(("127.0.0.1", relay.port + 2000))
         .await

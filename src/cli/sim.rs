@@ -8,7 +8,8 @@
 //! - `sim new-slave --version 3.1|3.2|3.3 --port S --slaveof HOST:PORT`: a new Pika slave of
 //!   HOST:PORT (the relay), its rsync daemon on S+1000 (embedded), and a client port S. Its data
 //!   lives in memory: it starts from an empty `--data-dir` each time (a restarted slave
-//!   full-syncs, as a Pika whose db was wiped does).
+//!   full-syncs, as a Pika whose db was wiped does). `--ack-only` makes it ack what it receives
+//!   without applying it (for load measurements of the relay's fan-out).
 //!
 //! Both answer `PING` and the checks of [`crate::sim::probe`] (`SIM.DIGEST`, `SIM.LINES`) on
 //! their client port, so a driver compares their data over the network.
@@ -90,6 +91,10 @@ pub struct NewSlaveArgs {
     /// Milliseconds between reconnect attempts.
     #[arg(long, default_value_t = 1000)]
     pub reconnect_ms: u64,
+    /// Ack every frame with the offsets sent and apply nothing (no data, no binlog): a slave
+    /// that is never the bottleneck, for measuring the relay's fan-out.
+    #[arg(long)]
+    pub ack_only: bool,
 }
 
 /// Runs the chosen double until SIGINT or SIGTERM.
@@ -177,6 +182,9 @@ async fn new_slave(a: NewSlaveArgs) -> Result<(), String> {
     cfg.rsync_bind = Some(a.bind);
     cfg.recv_timeout = Duration::from_secs(a.timeout_secs.max(1));
     cfg.reconnect_delay = Duration::from_millis(a.reconnect_ms);
+    if a.ack_only {
+        cfg.ack_mode = crate::sim::new_slave::AckMode::AckOnly;
+    }
     let listener = TcpListener::bind((a.bind, a.port))
         .await
         .map_err(|e| format!("new-slave double client port {}:{}: {e}", a.bind, a.port))?;
@@ -186,8 +194,12 @@ async fn new_slave(a: NewSlaveArgs) -> Result<(), String> {
             .map_err(|e| format!("new-slave double (rsync daemon on port +1000): {e}"))?,
     );
     info!(
-        "new Pika {} slave double on {}:{} (rsync +1000), slaveof {}",
-        a.version, a.bind, a.port, a.slaveof
+        "new Pika {} slave double on {}:{} (rsync +1000), slaveof {}{}",
+        a.version,
+        a.bind,
+        a.port,
+        a.slaveof,
+        if a.ack_only { ", ack-only" } else { "" }
     );
     let server = tokio::spawn(serve_slave_clients(listener, slave.clone()));
     until_signal().await?;

@@ -633,6 +633,16 @@ fn run(mut w: JournalWriter, mut rx: mpsc::Receiver<Cmd>) {
                     return fail(&w, e.to_string());
                 }
             }
+            // Nothing else queued: hand what was appended to the syncer now instead of waiting
+            // for the group-commit deadline. While a commit runs, requests merge, so the
+            // syncer commits back to back and each fsync covers everything appended during the
+            // previous one (group commit by itself); `max_entries` / `max_delay_ms` bound the
+            // batches while appends keep coming.
+            if rx.is_empty() && w.dirty {
+                if let Err(e) = w.request_sync() {
+                    return fail(&w, e.to_string());
+                }
+            }
         }
     });
 }

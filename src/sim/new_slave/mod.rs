@@ -46,6 +46,11 @@ pub enum AckMode {
     Wrong,
     /// Never acks (a stuck slave).
     Silent,
+    /// Acks every frame at once with the offsets the master sent (first item's, last item's)
+    /// and neither applies nor logs anything: a slave that costs the master nothing beyond the
+    /// socket, so a load harness measures the master's (the relay's) fan-out and not the
+    /// slaves. Its data stays empty; its view's `producer` is the last acked offset.
+    AckOnly,
 }
 
 /// Settings of the double.

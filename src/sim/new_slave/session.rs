@@ -39,6 +39,8 @@ struct Session {
     last_recv: Instant,
     /// When the last MetaSync was sent.
     last_meta_sync: Option<Instant>,
+    /// [`AckMode::AckOnly`]: the last offset acked (its binlog is not written).
+    ack_only_pos: Option<BinlogPos>,
 }
 
 fn offset(p: BinlogPos, ti: Option<(u32, u64)>) -> BinlogOffset {
@@ -92,6 +94,7 @@ pub(super) async fn run(
         session_id: -1,
         last_recv: Instant::now(),
         last_meta_sync: None,
+        ack_only_pos: None,
     };
     let mut force = force;
     loop {
@@ -132,9 +135,15 @@ pub(super) async fn run(
 }
 
 impl Session {
+    /// The position it acks and TrySyncs with: its binlog's producer, or in
+    /// [`AckMode::AckOnly`] the last offset acked.
+    fn producer(&self) -> BinlogPos {
+        self.ack_only_pos.unwrap_or_else(|| self.binlog.producer())
+    }
+
     fn set_state(&mut self, st: DbState) {
         self.state = st.clone();
-        let p = self.binlog.producer();
+        let p = self.producer();
         let sid = self.session_id;
         self.view.send_modify(|v| {
             v.state = st;
@@ -251,7 +260,7 @@ impl Session {
         let (node, partition, binlog_offset) = (
             self.node(),
             Self::partition(),
-            offset(self.binlog.producer(), None),
+            offset(self.producer(), None),
         );
         let req = if full {
             InnerRequest {
@@ -333,7 +342,7 @@ impl Session {
                 match ReplyCode::try_from(t.reply_code) {
                     Ok(ReplyCode::KOk) => {
                         self.session_id = t.session_id.unwrap_or(0);
-                        let p = self.binlog.producer();
+                        let p = self.producer();
                         let ti = self.v33().then_some((0, 0));
                         self.ack(sock, offset(p, ti), offset(p, ti), true).await?;
                         self.set_state(DbState::Connected);
@@ -366,6 +375,9 @@ impl Session {
     ) -> Result<(), String> {
         if !matches!(self.state, DbState::Connected | DbState::WaitDbSync) {
             return Ok(());
+        }
+        if self.cfg.ack_mode == AckMode::AckOnly {
+            return self.ack_offsets(sock, &items).await;
         }
         let mut ack_start: Option<BinlogOffset> = None;
         let mut last_term = 0;
@@ -446,6 +458,42 @@ impl Session {
         Ok(())
     }
 
+    /// [`AckMode::AckOnly`]: acks the frame's offsets as sent (the first item's and the last
+    /// item's), applying nothing.
+    async fn ack_offsets(
+        &mut self,
+        sock: &mut TcpStream,
+        items: &[inner_response::BinlogSync],
+    ) -> Result<(), String> {
+        if let Some(it) = items.iter().find(|it| it.session_id != self.session_id) {
+            warn!(
+                "new-slave double {}: item with session {} (mine {}): back to TrySync",
+                self.cfg.port, it.session_id, self.session_id
+            );
+            self.set_state(DbState::TryConnect);
+            return Ok(());
+        }
+        let mut data = items.iter().filter(|it| !it.binlog.is_empty());
+        let (start, end) = match (data.next(), items.iter().rfind(|it| !it.binlog.is_empty())) {
+            (Some(f), Some(l)) => (f.binlog_offset, l.binlog_offset),
+            _ => {
+                let ti = self.v33().then_some((0, 0));
+                let zero = offset(BinlogPos::default(), ti);
+                (zero, zero)
+            }
+        };
+        let n = items.iter().filter(|it| !it.binlog.is_empty()).count() as u64;
+        if n > 0 {
+            let p = BinlogPos::new(end.filenum, end.offset);
+            self.ack_only_pos = Some(p);
+            self.view.send_modify(|v| {
+                v.items += n;
+                v.producer = p;
+            });
+        }
+        self.ack(sock, start, end, false).await
+    }
+
     async fn on_tick(&mut self, _sock: &mut TcpStream) -> Result<(), String> {
         match self.state {
             DbState::WaitDbSync => {
@@ -498,6 +546,9 @@ impl Session {
         self.binlog
             .set_producer_status(info.pos, now())
             .map_err(|e| e.to_string())?;
+        if self.cfg.ack_mode == AckMode::AckOnly {
+            self.ack_only_pos = Some(info.pos);
+        }
         info!(
             "new-slave double {}: full sync loaded, binlog at {}",
             self.cfg.port,
