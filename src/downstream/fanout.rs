@@ -25,6 +25,8 @@ pub struct FanoutCursor {
     /// Sequence hint for the tail ring.
     hint: u64,
     disk: Option<Cursor>,
+    /// The ring had no item at `pos` although it covers it: stay on disk for one item.
+    ring_missed: bool,
 }
 
 impl FanoutCursor {
@@ -35,6 +37,7 @@ impl FanoutCursor {
             pos,
             hint: 0,
             disk: None,
+            ring_missed: false,
         };
         if !c.journal.tail_covers(pos) {
             c.disk = Some(c.open_disk()?);
@@ -78,16 +81,20 @@ impl FanoutCursor {
                         logic_id: it.logic_id,
                     }));
                 }
-                // Behind the ring (its oldest items were dropped): read from disk.
+                // Behind the ring (its oldest items were dropped), or a position the ring
+                // cannot continue from: read from disk, at least one item before looking at the
+                // ring again (no busy loop between the two).
                 self.disk = Some(self.open_disk()?);
+                self.ring_missed = true;
             }
-            if self.journal.tail_covers(self.pos) {
+            if !self.ring_missed && self.journal.tail_covers(self.pos) {
                 self.disk = None;
                 continue;
             }
             let disk = self.disk.as_mut().expect("disk cursor present");
             return match disk.try_next().await {
                 Ok(Some(it)) => {
+                    self.ring_missed = false;
                     self.pos = it.end;
                     Ok(Some(JournalItem {
                         logic_id: item_logic_id(&it.item),

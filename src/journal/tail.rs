@@ -61,10 +61,20 @@ impl Tail {
         }
     }
 
-    /// The item starting at `pos`, using and updating the caller's sequence hint (the
-    /// sequence number of the item after the one it took last).
+    /// The item starting at `pos`, or the first item of the next file when `pos` is the end of
+    /// its file's last item (a rotation: that item ends at `N:<size>`, the next starts at
+    /// `N+1:0`); using and updating the caller's sequence hint (the sequence number of the item
+    /// after the one it took last).
     pub fn get(&self, pos: BinlogPos, hint: &mut u64) -> Option<TailItem> {
-        let at = |i: usize| self.items.get(i).filter(|it| it.start == pos).map(|_| i);
+        let next_file = BinlogPos::new(pos.filenum.wrapping_add(1), 0);
+        let at = |i: usize| {
+            let it = self.items.get(i)?;
+            let follows = it.start == pos
+                || (it.start == next_file
+                    && i > 0
+                    && self.items.get(i - 1).is_some_and(|p| p.end == pos));
+            follows.then_some(i)
+        };
         let idx = hint
             .checked_sub(self.front_seq)
             .and_then(|i| at(i as usize))
@@ -74,7 +84,7 @@ impl Tail {
     }
 
     /// Whether a reader at `pos` can continue from the ring: `pos` is the start of an item in
-    /// it or the ring's end.
+    /// it, the end of a file's last item in it, or the ring's end.
     pub fn covers(&self, pos: BinlogPos) -> bool {
         match self.items.front() {
             Some(f) => pos >= f.start && pos <= self.end,
@@ -125,6 +135,30 @@ mod tests {
             t.get(BinlogPos::new(0, 350), &mut stale),
             None,
             "not a start"
+        );
+    }
+
+    #[test]
+    fn a_reader_at_the_end_of_a_file_continues_with_the_next_file() {
+        let mut t = Tail::new(BinlogPos::new(0, 0), 1 << 20);
+        t.extend((0..3).map(|i| item(i * 100, 100)));
+        let first_of_next = TailItem {
+            bytes: Bytes::from(vec![1u8; 50]),
+            start: BinlogPos::new(1, 0),
+            end: BinlogPos::new(1, 50),
+            logic_id: 3,
+        };
+        t.extend([first_of_next.clone()]);
+        let end_of_file = BinlogPos::new(0, 300);
+        assert!(t.covers(end_of_file));
+        for mut hint in [0, 3, 99] {
+            assert_eq!(t.get(end_of_file, &mut hint), Some(first_of_next.clone()));
+            assert_eq!(hint, 4);
+        }
+        assert_eq!(
+            t.get(BinlogPos::new(0, 250), &mut 0),
+            None,
+            "inside an item of file 0 is not the end of the file"
         );
     }
 }
