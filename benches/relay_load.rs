@@ -424,6 +424,9 @@ struct Run {
     secs: f64,
     jlag: Vec<Lag>,
     cpu_secs: f64,
+    /// CPU seconds of the master double, of the slave doubles (all), and of the bench process
+    /// (driver and samplers) over the same interval.
+    others_cpu: [f64; 3],
     peak_rss: u64,
     journal_bytes: u64,
     load: String,
@@ -505,6 +508,7 @@ async fn baseline(n: u64) -> Run {
         secs,
         jlag,
         cpu_secs: f64::NAN,
+        others_cpu: [f64::NAN; 3],
         peak_rss: 0,
         journal_bytes: 0,
         load: loadavg(),
@@ -543,7 +547,7 @@ fn relay_info(admin: SocketAddr, section: &str) -> Option<String> {
 async fn through_relay(n: u64, spec: Spec) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let mport = free_base(&[2000]);
-    let _m = spawn_master(tmp.path(), mport);
+    let master = spawn_master(tmp.path(), mport);
     let maddr: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
     let port = free_base(&[1000, 2000, 3000]);
     let log = tmp.path().join("relay.log");
@@ -595,6 +599,14 @@ async fn through_relay(n: u64, spec: Spec) -> Run {
     let marks = Marks::default();
     let stop = Arc::new(AtomicBool::new(false));
     let jsampler = sample_lag(marks.clone(), stop.clone(), relay_positions(admin));
+    let others = || {
+        [
+            cpu_secs(master.0.id()),
+            slaves.iter().map(|s| cpu_secs(s.0 .0.id())).sum::<f64>(),
+            cpu_secs(std::process::id()),
+        ]
+    };
+    let others0 = others();
     let cpu0 = cpu_secs(pid);
     let m2 = marks.clone();
     let d = tokio::task::spawn_blocking(move || drive(maddr, n, &m2))
@@ -622,6 +634,8 @@ async fn through_relay(n: u64, spec: Spec) -> Run {
     .await;
     let secs = d.t0.elapsed().as_secs_f64();
     let cpu = cpu_secs(pid) - cpu0;
+    let others1 = others();
+    let others_cpu = [0, 1, 2].map(|i| others1[i] - others0[i]);
     stop.store(true, Ordering::SeqCst);
     rss_stop.store(true, Ordering::SeqCst);
     let jlag = jsampler.join().unwrap();
@@ -655,6 +669,7 @@ async fn through_relay(n: u64, spec: Spec) -> Run {
         secs,
         jlag,
         cpu_secs: cpu,
+        others_cpu,
         peak_rss: peak.load(Ordering::Relaxed),
         journal_bytes: jb,
         load: loadavg(),
@@ -894,6 +909,16 @@ fn main() {
             percentile(&mut rm, 0.99),
             percentile(&mut re, 1.0),
             percentile(&mut rm, 1.0)
+        );
+        let [mc, sc, bc] = r.others_cpu;
+        println!(
+            "    CPU of the whole machine's parties over the run ({:.1} s, {:.2} cores in all): relay {:.2} s, master double {:.2} s, slave doubles {:.2} s, bench driver {:.2} s",
+            r.secs,
+            (r.cpu_secs + mc + sc + bc) / r.secs,
+            r.cpu_secs,
+            mc,
+            sc,
+            bc
         );
         if r.spec.mode != Mode::Default {
             continue;
