@@ -21,6 +21,10 @@
 //! - the relay's CPU seconds per million entries (`/proc/<pid>/stat`, the relay alone) and its
 //!   peak RSS.
 //!
+//! The driver paces the writes at `LOAD_RATE` entries/s (default 50 000; 0 = as fast as the
+//! master takes them): unpaced, the master double's own sender falls seconds behind its writes on
+//! the 2-core machine, and any consumer, the bare baseline included, trails the master by that.
+//!
 //! Runs (`LOAD_RUNS`, default `1,2,8,1:always,1:apply,8:backlog`): `K` = K ack-only slaves,
 //! default journal settings; `K:apply` = K apply slaves; `K:always` = K ack-only slaves with
 //! `sync = "always"`; `K:backlog` = a journal of `LOAD_BACKLOG_GB` GB (default 10) written with
@@ -33,7 +37,8 @@
 //! backlog nobody read) panics: the bench fails instead of printing numbers. The goals of issue
 //! 15 are printed as explicit `GOAL ... met / NOT met` lines.
 //!
-//! `cargo bench --bench relay_load` (LOAD_ENTRIES=1000000 LOAD_RUNS=1,2,8,1:always,1:apply,8:backlog)
+//! `cargo bench --bench relay_load` (LOAD_ENTRIES=1000000 LOAD_RATE=50000
+//! LOAD_RUNS=1,2,8,1:always,1:apply,8:backlog LOAD_BACKLOG_GB=10 LOAD_BACKLOG_SECS=30)
 
 #[path = "support.rs"]
 mod support;
@@ -67,6 +72,11 @@ type Marks = Arc<Mutex<Vec<Mark>>>;
 
 /// Writes per pipeline batch (one master position sample after each).
 const PIPE: usize = 128;
+
+/// Default `LOAD_RATE`: below what the master double's own binlog sender sustains on the 2-core
+/// machine beside the relay and the slaves (unpaced, the sender falls seconds behind the
+/// master's writes, and a bare consumer trails as far as the relay: the baseline line shows it).
+const DEFAULT_RATE: u64 = 50_000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -284,8 +294,10 @@ struct Driven {
 }
 
 /// Writes at least `n` mixed entries to the master in pipeline batches of [`PIPE`], sampling the
-/// master's binlog position after each batch into `marks`. Panics on an error reply.
+/// master's binlog position after each batch into `marks`; at most `rate` entries/s (0: as fast
+/// as the master takes them). Panics on an error reply.
 fn drive(master: SocketAddr, n: u64, marks: &Marks) -> Driven {
+    let rate = env_num("LOAD_RATE", DEFAULT_RATE);
     let mut c = Client::connect(master).expect("connect to the master double");
     let t0 = Instant::now();
     let mut written = 0u64;
@@ -306,6 +318,10 @@ fn drive(master: SocketAddr, n: u64, marks: &Marks) -> Driven {
                 }
             }
             written += batch.len() as u64;
+            if rate > 0 {
+                let due = t0 + Duration::from_secs_f64(written as f64 / rate as f64);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
             let pos = master_pos(&mut c);
             marks.lock().unwrap().push(Mark {
                 pos,
@@ -849,7 +865,8 @@ fn main() {
     let eps = |r: &Run| r.written as f64 / r.secs;
     let lagv = |r: &Run, f: fn(&Lag) -> f64| -> Vec<f64> { r.jlag.iter().map(f).collect() };
     println!(
-        "relay_load: {n} pipelined mixed writes per run ({PIPE} per batch); master double, relay and slave doubles in separate processes on {} cores",
+        "relay_load: {n} pipelined mixed writes per run ({PIPE} per batch, LOAD_RATE {} entries/s, 0 = unpaced); master double, relay and slave doubles in separate processes on {} cores",
+        env_num("LOAD_RATE", DEFAULT_RATE),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let (mut be, mut bm) = (lagv(&base, |x| x.entries), lagv(&base, |x| x.ms));

@@ -67,7 +67,9 @@ pub enum SyncPolicy {
     /// with a syncer thread, syncs run back to back and each covers every append before it.
     Always,
     /// Group commit: sync once `max_entries` items are unsynced or the oldest unsynced append is
-    /// `max_delay_ms` old, whichever comes first.
+    /// `max_delay_ms` old, whichever comes first; a [`JournalHandle`]'s writer also syncs as
+    /// soon as nothing more is queued (requests made during a running fsync merge into the
+    /// next, so the batches grow with the load instead of waiting for a timer).
     Group {
         /// Items per sync at most.
         max_entries: u64,
