@@ -173,7 +173,10 @@ fn spawn_master(dir: &Path, port: u16) -> Proc {
         std::thread::sleep(Duration::from_millis(10));
         false
     });
-    assert!(up, "measured nothing: the master double never answered PING on {addr}");
+    assert!(
+        up,
+        "measured nothing: the master double never answered PING on {addr}"
+    );
     m
 }
 
@@ -486,7 +489,10 @@ async fn baseline(n: u64) -> Run {
             }
         });
     }
-    let up = wait_until(Duration::from_secs(30), || h.status.borrow().binlog_connected).await;
+    let up = wait_until(Duration::from_secs(30), || {
+        h.status.borrow().binlog_connected
+    })
+    .await;
     assert!(
         up,
         "measured nothing: the bare upstream baseline never got a binlog connection in 30 s"
@@ -586,7 +592,11 @@ async fn through_relay(n: u64, spec: Spec) -> Run {
         relay_info(admin, "replication").is_some_and(|t| t.contains("master_link_status:up"))
     })
     .await;
-    assert!(linked, "relay never linked to the master: see {}", log.display());
+    assert!(
+        linked,
+        "relay never linked to the master: see {}",
+        log.display()
+    );
     let mut slaves = Vec::new();
     for i in 0..spec.slaves {
         slaves.push(spawn_slave(port, tmp.path(), i, spec.mode != Mode::Apply));

@@ -543,7 +543,13 @@ async fn an_ack_only_slave_acks_everything_and_applies_nothing() {
     assert_eq!(good.lines(NOW), model.lines(NOW));
     // The relay took its acks: both slaves acked the end.
     let acked = || -> Vec<BinlogPos> {
-        relay.shared.registry.snapshot().iter().map(|s| s.acked).collect()
+        relay
+            .shared
+            .registry
+            .snapshot()
+            .iter()
+            .map(|s| s.acked)
+            .collect()
     };
     for _ in 0..200 {
         if acked() == vec![end, end] {
