@@ -42,6 +42,7 @@ pub mod rules;
 pub mod sink;
 pub mod status;
 pub mod url;
+pub mod wire;
 pub mod writer;
 
 use super::source::JournalSource;
@@ -79,6 +80,8 @@ pub struct SinkConfig {
     pub batch_cmds: usize,
     /// Most bytes per batch.
     pub batch_bytes: usize,
+    /// Most batches on the wire at once per connection.
+    pub in_flight: usize,
     /// Most members per full-sync command.
     pub max_members: usize,
     /// Data-dir copy of the applied position; `None` keeps none.
@@ -99,6 +102,7 @@ impl SinkConfig {
             on_error: OnError::Stop,
             batch_cmds: 1000,
             batch_bytes: 4 << 20,
+            in_flight: 4,
             max_members: 512,
             state_path: None,
             reply_timeout: Duration::from_secs(60),
