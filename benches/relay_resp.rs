@@ -7,7 +7,11 @@
 //! - live: N sets written to the master while the target streams → all applied, and the time
 //!   from the last write to its visibility on the target.
 //!
-//! `cargo bench --bench relay_resp` (RESP_ENTRIES=200000, RESP_THREADS=4, RESP_BATCH=1000)
+//! The relay's CPU time (user + system, from `/proc/<pid>/stat`) is reported per phase. The goal
+//! line compares the backlog rate with the plain pipelined replay (goal: ≥ 0.8×).
+//!
+//! `cargo bench --bench relay_resp` (RESP_ENTRIES=200000, RESP_THREADS=4, RESP_BATCH=1000,
+//! RESP_IN_FLIGHT=4)
 
 #[path = "../tests/support/redis.rs"]
 mod redis;
@@ -46,6 +50,19 @@ fn info(port: u16) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
+/// CPU seconds (user + system) the process has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 (index 11 and 12 after the name), in clock ticks.
+    (tick(11) + tick(12)) / 100.0
+}
+
 fn visible(c: &mut redis::Client, key: &str) -> bool {
     matches!(c.cmd(&["EXISTS", key]), Reply::Integer(1))
 }
@@ -57,6 +74,7 @@ fn main() {
     let n = env_num("RESP_ENTRIES", 200_000) as usize;
     let threads = env_num("RESP_THREADS", 4);
     let batch = env_num("RESP_BATCH", 1000);
+    let in_flight = env_num("RESP_IN_FLIGHT", 4);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,7 +93,7 @@ fn main() {
         std::fs::write(
             &cfg,
             format!(
-                "[metrics]\nlisten = \"\"\n[[targets]]\nurl = \"redis://127.0.0.1:{rport}\"\nthreads = {threads}\nbatch_cmds = {batch}\n"
+                "[metrics]\nlisten = \"\"\n[[targets]]\nurl = \"redis://127.0.0.1:{rport}\"\nthreads = {threads}\nbatch_cmds = {batch}\nin_flight = {in_flight}\n"
             ),
         )
         .unwrap();
@@ -112,12 +130,16 @@ fn main() {
             "the sink never connected"
         );
         let t0 = Instant::now();
+        let cpu0 = cpu_secs(child.id());
         let last = format!("b:{}", n - 1);
         assert!(wait_until(Duration::from_secs(600), || visible(&mut c, &last)).await);
         let backlog_secs = t0.elapsed().as_secs_f64();
+        let backlog_cpu = cpu_secs(child.id()) - cpu0;
+        let load_backlog = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
         // Live: N more sets while the target streams.
         let t0 = Instant::now();
+        let cpu0 = cpu_secs(child.id());
         for cmd in workload::small_sets("l", n) {
             m.write(&cmd).unwrap();
         }
@@ -126,6 +148,7 @@ fn main() {
         assert!(wait_until(Duration::from_secs(600), || visible(&mut c, &last)).await);
         let live_secs = t0.elapsed().as_secs_f64();
         let visible_ms = t_last.elapsed().as_secs_f64() * 1000.0;
+        let live_cpu = cpu_secs(child.id()) - cpu0;
         let _ = child.kill();
         let _ = child.wait();
 
@@ -186,20 +209,29 @@ fn main() {
 
         let backlog_rate = n as f64 / backlog_secs;
         let live_rate = n as f64 / live_secs;
-        println!("relay_resp: {n} sets of 64 bytes, {threads} connections, batches of {batch}, redis-server on loopback");
+        println!("relay_resp: {n} sets of 64 bytes, {threads} connections, batches of {batch}, {in_flight} in flight per connection, redis-server on loopback");
+        println!("  load average during the backlog: {}", load_backlog.trim());
         println!("  redis-benchmark -P 16 SET       {bench_rate:>12.0} entries/s");
         println!("  redis-cli --pipe replay (file)  {pipe_rate:>12.0} entries/s");
         println!("  redis-cli --pipe, MULTI batches {tx_rate:>12.0} entries/s  (the sink's wire protocol, replayed from a file)");
         println!(
-            "  relay backlog (journal → target){backlog_rate:>12.0} entries/s  = {:.2}× the pipelined replay, {:.2}× the MULTI replay, {:.2}× redis-benchmark",
+            "  relay backlog (journal → target){backlog_rate:>12.0} entries/s  = {:.2}× the pipelined replay, {:.2}× the MULTI replay, {:.2}× redis-benchmark; relay CPU {:.2} s ({:.2} µs/entry)",
             backlog_rate / pipe_rate,
             backlog_rate / tx_rate,
-            backlog_rate / bench_rate
+            backlog_rate / bench_rate,
+            backlog_cpu,
+            backlog_cpu * 1e6 / n as f64
         );
         println!(
-            "  relay live (master → target)    {live_rate:>12.0} entries/s  = {:.2}× the pipelined replay; last write visible after {visible_ms:.1} ms",
+            "  relay live (master → target)    {live_rate:>12.0} entries/s  = {:.2}× the pipelined replay; last write visible after {visible_ms:.1} ms; relay CPU {live_cpu:.2} s",
             live_rate / pipe_rate
         );
+        let ratio = backlog_rate / pipe_rate;
+        println!(
+            "  goal 0.8x (backlog ≥ 0.8× the pipelined replay): {} ({ratio:.2}×)",
+            if ratio >= 0.8 { "met" } else { "not met" }
+        );
+        println!("  load average at the end: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
         m.shutdown();
     });
 }
