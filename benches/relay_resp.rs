@@ -129,13 +129,35 @@ fn main() {
             .await,
             "the sink never connected"
         );
+        // RESP_PERF=<file>: a `perf record -e cpu-clock` profile of the relay during the backlog.
+        let perf = std::env::var("RESP_PERF").ok().map(|out| {
+            Command::new("perf")
+                .args(["record", "-e", "cpu-clock", "-q", "-o", &out, "-p"])
+                .arg(child.id().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("perf")
+        });
+        let t_conn = Instant::now();
+        // The rate counts from the start of the stream (the full sync of the one-key dump and
+        // the connects before it are a fixed cost, reported separately).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !info(port).contains("state=streaming") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let t0 = Instant::now();
+        let startup_ms = (t0 - t_conn).as_secs_f64() * 1000.0;
         let cpu0 = cpu_secs(child.id());
         let last = format!("b:{}", n - 1);
         assert!(wait_until(Duration::from_secs(600), || visible(&mut c, &last)).await);
         let backlog_secs = t0.elapsed().as_secs_f64();
         let backlog_cpu = cpu_secs(child.id()) - cpu0;
         let load_backlog = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        if let Some(mut p) = perf {
+            let _ = Command::new("kill").args(["-INT", &p.id().to_string()]).status();
+            let _ = p.wait();
+        }
 
         // Live: N more sets while the target streams.
         let t0 = Instant::now();
@@ -222,6 +244,7 @@ fn main() {
             backlog_cpu,
             backlog_cpu * 1e6 / n as f64
         );
+        println!("  (before the stream: connect, markers and the full sync of the one-key dump took {startup_ms:.0} ms)");
         println!(
             "  relay live (master → target)    {live_rate:>12.0} entries/s  = {:.2}× the pipelined replay; last write visible after {visible_ms:.1} ms; relay CPU {live_cpu:.2} s",
             live_rate / pipe_rate

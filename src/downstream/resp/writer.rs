@@ -602,6 +602,10 @@ impl Writer {
             }
         }
         if applied_later {
+            let why = match f.errs.first() {
+                Some((i, e)) => format!("{}; {why}", self.describe(&f, *i, e)),
+                None => why,
+            };
             return Err(self.hole(conn, &f, &why).await);
         }
         if let Some(e) = &f.multi_err {
