@@ -651,7 +651,10 @@ impl<J: JournalSource> Session<'_, J> {
                 let next_id = it.logic_id + 1;
                 // The common case: a per-key command without a rule of its own goes to the
                 // target as the journal holds it (no decode, no copy).
-                if let Some((c, cmds, solo)) = fast_path(&it.bytes, n) {
+                if let Some((c, solo)) = fast_path(&it.bytes, n) {
+                    let mut wire = it.bytes;
+                    bytes::Buf::advance(&mut wire, ITEM_HEADER_LEN);
+                    let cmds = Cmds::one(wire);
                     seq[c] += 1;
                     inflight.push_back((it.end, next_id, Some((c, seq[c]))));
                     bufs[c].push(Op::Item {
@@ -830,10 +833,10 @@ struct Progress {
     rate: f64,
 }
 
-/// A journal item replayed verbatim: its connection, its command (the item's own bytes) and
+/// A journal item replayed verbatim (its own bytes after the header): its connection and
 /// whether it must travel alone. `None` when the item needs the rule table (or is malformed:
 /// the strict decoder then names the fault).
-fn fast_path(item: &bytes::Bytes, n: usize) -> Option<(usize, Cmds, bool)> {
+fn fast_path(item: &[u8], n: usize) -> Option<(usize, bool)> {
     if item.len() < ITEM_HEADER_LEN
         || u16::from_le_bytes([item[0], item[1]]) != ITEM_TYPE
         || u32::from_le_bytes(item[30..34].try_into().ok()?) as usize
@@ -851,5 +854,5 @@ fn fast_path(item: &bytes::Bytes, n: usize) -> Option<(usize, Cmds, bool)> {
     }
     let solo = !pipeline_safe(name, shape.argc);
     let c = conn_of(&content[key], n);
-    Some((c, Cmds::one(item.slice(ITEM_HEADER_LEN..)), solo))
+    Some((c, solo))
 }

@@ -143,6 +143,8 @@ pub struct WriterCtx {
 struct Flight {
     /// Sent inside `MULTI … EXEC`.
     tx: bool,
+    /// The whole batch as sent (empty: encode it from the parts).
+    wire: Bytes,
     /// The data commands, encoded.
     data: Bytes,
     /// Journal position of each data command (`None`: full sync).
@@ -204,6 +206,7 @@ impl Flight {
             p += l;
         }
         self.data = data.freeze();
+        self.wire = Bytes::new();
         self.ats = ats;
         self.reset();
         self
@@ -341,8 +344,26 @@ impl Writer {
             if !self.window_open(solo) {
                 return None;
             }
-            let mut data = BytesMut::new();
-            let mut ats = Vec::new();
+            // One buffer for the whole batch, sized up front: the journal's bytes are copied once.
+            let est: usize = self
+                .pending
+                .iter()
+                .take(self.ctx.batch_cmds)
+                .map(|op| match op {
+                    Op::Load(c) | Op::Item { cmds: c, .. } | Op::Barrier { cmds: c, .. } => {
+                        c.wire.len()
+                    }
+                    Op::Fence(_) => 0,
+                })
+                .sum();
+            let mut data = BytesMut::with_capacity(est.min(self.ctx.batch_bytes) + 256);
+            let head = if self.ctx.transactions {
+                put_cmd(&mut data, &[b"MULTI"]);
+                data.len()
+            } else {
+                0
+            };
+            let mut ats = Vec::with_capacity(self.pending.len().min(self.ctx.batch_cmds));
             let mut items = 0u64;
             let mut fences = Vec::new();
             let mut marker: Option<(Marker, bool)> = None;
@@ -351,7 +372,7 @@ impl Writer {
                 if boundary && (items > 0 || !ats.is_empty()) {
                     break;
                 }
-                if ats.len() >= self.ctx.batch_cmds || data.len() >= self.ctx.batch_bytes {
+                if ats.len() >= self.ctx.batch_cmds || data.len() - head >= self.ctx.batch_bytes {
                     break;
                 }
                 let op = self.pending.pop_front().expect("front");
@@ -402,9 +423,24 @@ impl Writer {
             let markers = marker
                 .map(|(m, all)| self.marker_cmds(m, all))
                 .unwrap_or_default();
+            let tx = self.ctx.transactions && !markers.is_empty();
+            let data_end = data.len();
+            for m in &markers {
+                put_cmd(&mut data, &[&m[0], &m[1], &m[2]]);
+            }
+            if tx {
+                put_cmd(&mut data, &[b"EXEC"]);
+            }
+            let all = data.freeze();
+            let (wire, data) = if tx {
+                (all.clone(), all.slice(head..data_end))
+            } else {
+                (all.slice(head..), all.slice(head..data_end))
+            };
             return Some(Flight {
-                tx: self.ctx.transactions && !markers.is_empty(),
-                data: data.freeze(),
+                tx,
+                wire,
+                data,
                 ats,
                 markers,
                 items,
@@ -425,6 +461,14 @@ impl Writer {
     }
 
     async fn send(&mut self, conn: &mut RespConn, f: Flight) -> Result<(), WriterEnd> {
+        if self.flights.is_empty() {
+            self.waiting_since = Instant::now();
+        }
+        if !f.wire.is_empty() {
+            let wire = f.wire.clone();
+            self.flights.push_back(f);
+            return conn.send(&wire).await.map_err(lost);
+        }
         let mut out = BytesMut::with_capacity(f.data.len() + 64 + 96 * f.markers.len());
         if f.tx {
             put_cmd(&mut out, &[b"MULTI"]);
@@ -435,9 +479,6 @@ impl Writer {
         }
         if f.tx {
             put_cmd(&mut out, &[b"EXEC"]);
-        }
-        if self.flights.is_empty() {
-            self.waiting_since = Instant::now();
         }
         self.flights.push_back(f);
         conn.send(&out).await.map_err(lost)
