@@ -486,7 +486,10 @@ impl Writer {
 
     /// Reads the replies already received; returns the oldest batch once all of its replies are
     /// in.
-    fn take_replies(&mut self, conn: &mut RespConn) -> Result<Option<(Flight, Outcome)>, WriterEnd> {
+    fn take_replies(
+        &mut self,
+        conn: &mut RespConn,
+    ) -> Result<Option<(Flight, Outcome)>, WriterEnd> {
         let Some(f) = self.flights.front_mut() else {
             return Ok(None);
         };
@@ -661,7 +664,11 @@ impl Writer {
             if let Some((i, e)) = f.errs.first() {
                 return Err(WriterEnd::Rejected(self.describe(&f, *i, e)));
             }
-            let first = if n > 0 { display_argv(&f.cmd(0), 48) } else { String::new() };
+            let first = if n > 0 {
+                display_argv(&f.cmd(0), 48)
+            } else {
+                String::new()
+            };
             return Err(WriterEnd::Rejected(format!(
                 "the target refused EXEC of a batch starting with `{first}`: {why}"
             )));
