@@ -135,12 +135,18 @@ impl RespConn {
         self.rbuf.advance(n);
     }
 
-    /// Reads more replies into [`RespConn::rbuf`], failing at `deadline`. Cancel-safe.
-    pub async fn fill(&mut self, deadline: tokio::time::Instant) -> Result<(), ConnError> {
+    /// Reads more replies into [`RespConn::rbuf`], failing at `deadline` if one is given.
+    /// Cancel-safe.
+    pub async fn fill(&mut self, deadline: Option<tokio::time::Instant>) -> Result<(), ConnError> {
         if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
             self.rbuf.reserve(64 * 1024);
         }
-        match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+        let read = self.stream.read_buf(&mut self.rbuf);
+        let r = match deadline {
+            Some(d) => tokio::time::timeout_at(d, read).await,
+            None => Ok(read.await),
+        };
+        match r {
             Ok(Ok(0)) => Err(lost(&self.name, "read", "connection closed by the target")),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(lost(&self.name, "read", e)),

@@ -275,6 +275,10 @@ impl Writer {
         mut rx: mpsc::Receiver<Vec<Op>>,
     ) -> Result<(), WriterEnd> {
         let mut closed = false;
+        // The reply timeout is checked once a second rather than armed per wait (a timer per
+        // wakeup costs more than the replies it waits for).
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some((f, outcome)) = self.take_replies(conn)? {
                 self.settle(conn, f, outcome).await?;
@@ -294,15 +298,23 @@ impl Writer {
                 return Ok(());
             }
             let want_ops = !closed && self.pending.len() < MAX_PENDING;
-            let deadline = tokio::time::Instant::from_std(self.waiting_since + conn.timeout());
             tokio::select! {
                 v = rx.recv(), if want_ops => match v {
                     Some(ops) => self.pending.extend(ops),
                     None => closed = true,
                 },
-                r = conn.fill(deadline), if !self.flights.is_empty() => {
+                r = conn.fill(None), if !self.flights.is_empty() => {
                     r.map_err(lost)?;
                     self.waiting_since = Instant::now();
+                }
+                _ = tick.tick(), if !self.flights.is_empty() => {
+                    if self.waiting_since.elapsed() > conn.timeout() {
+                        return Err(WriterEnd::Lost(format!(
+                            "{}: read: no reply in {:?}",
+                            conn.name,
+                            conn.timeout()
+                        )));
+                    }
                 }
             }
         }
@@ -632,7 +644,7 @@ impl Writer {
                 Ok(None) => {
                     let deadline =
                         tokio::time::Instant::from_std(self.waiting_since + conn.timeout());
-                    if let Err(e) = conn.fill(deadline).await {
+                    if let Err(e) = conn.fill(Some(deadline)).await {
                         return Err(self
                             .hole(
                                 conn,
