@@ -41,6 +41,8 @@ pub struct TargetSection {
     pub on_error: crate::downstream::resp::OnError,
     /// Most commands per batch (one MULTI/EXEC).
     pub batch_cmds: usize,
+    /// Most batches on the wire at once per connection (each with its own marker).
+    pub in_flight: usize,
 }
 
 impl Default for TargetSection {
@@ -51,6 +53,7 @@ impl Default for TargetSection {
             threads: 4,
             on_error: crate::downstream::resp::OnError::Stop,
             batch_cmds: 1000,
+            in_flight: 4,
         }
     }
 }
@@ -68,6 +71,7 @@ impl TargetSection {
         }
         c.on_error = self.on_error;
         c.batch_cmds = self.batch_cmds.max(1);
+        c.in_flight = self.in_flight.max(1);
         c.state_path = Some(crate::downstream::resp::marker::state_path(
             data_dir, &c.name,
         ));

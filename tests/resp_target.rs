@@ -80,7 +80,16 @@ impl Drop for RelayProc {
     }
 }
 
-fn spawn_relay(m: &OldMaster, port: u16, data: &Path, targets: &[String], log: &Path) -> RelayProc {
+/// `targets` given as `--target URL`, or, with `batches = Some((batch_cmds, in_flight))`, as
+/// `[[targets]]` blocks of the config file with these batch settings.
+fn spawn_relay(
+    m: &OldMaster,
+    port: u16,
+    data: &Path,
+    targets: &[String],
+    batches: Option<(usize, usize)>,
+    log: &Path,
+) -> RelayProc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pika-relay"));
     cmd.args([
         "run",
@@ -99,11 +108,19 @@ fn spawn_relay(m: &OldMaster, port: u16, data: &Path, targets: &[String], log: &
         "--target-threads",
         "3",
     ]);
+    let mut toml = "[metrics]\nlisten = \"\"\n".to_string();
     for t in targets {
-        cmd.args(["--target", t]);
+        match batches {
+            None => {
+                cmd.args(["--target", t]);
+            }
+            Some((b, k)) => toml.push_str(&format!(
+                "[[targets]]\nurl = \"{t}\"\nthreads = 3\nbatch_cmds = {b}\nin_flight = {k}\n"
+            )),
+        }
     }
     let cfg = data.with_extension("toml");
-    std::fs::write(&cfg, "[metrics]\nlisten = \"\"\n").unwrap();
+    std::fs::write(&cfg, toml).unwrap();
     cmd.arg("--config").arg(&cfg);
     RelayProc(
         cmd.stdout(Stdio::null())
@@ -157,7 +174,7 @@ async fn wait_info(port: u16, what: &str, f: impl Fn(&str) -> bool) -> String {
     }
 }
 
-async fn sigkill_run(flavor: Flavor) {
+async fn sigkill_run(flavor: Flavor, batches: Option<(usize, usize)>) {
     init_log();
     let tmp = tempfile::tempdir().unwrap();
     let m = Arc::new(master(flavor, tmp.path()).await);
@@ -185,7 +202,7 @@ async fn sigkill_run(flavor: Flavor) {
     let data = tmp.path().join("relay");
     let log = |i: u32| tmp.path().join(format!("relay-{i}.log"));
     let targets = vec![redis.url()];
-    let mut relay = spawn_relay(&m, port, &data, &targets, &log(0));
+    let mut relay = spawn_relay(&m, port, &data, &targets, batches, &log(0));
     write_round(&m, "w2"); // streamed
     converged(&m, redis.port, "after the full sync").await;
     let info = wait_info(port, "streaming", |i| {
@@ -223,7 +240,7 @@ async fn sigkill_run(flavor: Flavor) {
         tokio::time::sleep(Duration::from_millis(700 + 300 * u64::from(run))).await;
         let _ = relay.0.kill(); // SIGKILL
         let _ = relay.0.wait();
-        relay = spawn_relay(&m, port, &data, &targets, &log(run));
+        relay = spawn_relay(&m, port, &data, &targets, batches, &log(run));
         // The restarted relay resumes from the target's markers: no second full sync.
         let info = wait_info(port, "streaming after restart", |i| {
             field(i, "state") == Some("streaming")
@@ -260,12 +277,19 @@ async fn sigkill_run(flavor: Flavor) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v30_master_to_redis_full_sync_stream_and_sigkills() {
-    sigkill_run(Flavor::V30).await;
+    sigkill_run(Flavor::V30, None).await;
+}
+
+/// Batches of 4 commands and up to 16 of them on the wire per connection: each SIGKILL lands
+/// with many batches in flight, each carrying its own marker; still exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_batches_in_flight_and_sigkills() {
+    sigkill_run(Flavor::V30, Some((4, 16))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v23_master_to_redis_full_sync_stream_and_sigkills() {
-    sigkill_run(Flavor::V23).await;
+    sigkill_run(Flavor::V23, None).await;
 }
 
 async fn start_relay(
@@ -452,6 +476,68 @@ async fn a_target_without_multi_and_the_skip_policy() {
         assert!(Instant::now() < deadline, "only w3:h may differ: {d:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    relay.shutdown().await.unwrap();
+    m.shutdown();
+}
+
+/// A batch refused as a whole (`EXECABORT`: the target's ACL forbids `APPEND`) while later
+/// batches of the same connection were already on the wire and are applied: the marker no
+/// longer tells what is applied, so the sink drops it and stops; after the fix, a relay restart
+/// full-syncs the target and it converges exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_before_an_applied_one_forces_a_full_sync() {
+    init_log();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = master(Flavor::V30, tmp.path()).await;
+    write_round(&m, "w1");
+    let r = RedisServer::start(&tmp.path().join("r"), false);
+    let port = net::free_base(&[1000, 2000, 3000]);
+    let t = TargetSection {
+        url: r.url(),
+        name: "hole".into(),
+        threads: 1,
+        batch_cmds: 1,
+        in_flight: 8,
+        ..Default::default()
+    };
+    let data = tmp.path().join("relay");
+    let relay = start_relay(&m, port, &data, vec![t.clone()]).await;
+    converged(&m, r.port, "before").await;
+    let mut c = r.client();
+    assert_eq!(
+        c.cmd(&["ACL", "SETUSER", "default", "-append"]),
+        pika_relay::formats::resp::Reply::Simple("OK".into())
+    );
+    // While the target is paused the relay puts 8 one-command batches on the wire: the APPEND's
+    // first, then SETs, which the target applies after refusing the APPEND's batch.
+    c.cmd(&["CLIENT", "PAUSE", "2000"]);
+    m.write(&[&b"append"[..], b"h:a", b"x"]).unwrap();
+    for c in workload::small_sets("h", 30) {
+        m.write(&c).unwrap();
+    }
+    let st = wait_target(&relay, "hole", "stopped", |t| {
+        t.state == TargetState::Stopped
+    })
+    .await;
+    let e = st.last_error.clone().unwrap();
+    assert!(e.contains("NOPERM"), "{e}");
+    assert!(e.contains("full-synced"), "{e}");
+    let mut c = r.client();
+    assert_eq!(
+        c.cmd(&["EXISTS", "pika-relay:applied:hole:0"]),
+        pika_relay::formats::resp::Reply::Integer(0),
+        "the marker was dropped"
+    );
+    assert_eq!(
+        c.cmd(&["EXISTS", "h:1"]),
+        pika_relay::formats::resp::Reply::Integer(1),
+        "a later batch was applied"
+    );
+    c.cmd(&["ACL", "SETUSER", "default", "+append"]);
+    relay.shutdown().await.unwrap();
+    let relay = start_relay(&m, port, &data, vec![t]).await;
+    converged(&m, r.port, "after the full sync").await;
+    assert_eq!(target(&relay, "hole").full_syncs, 1, "full-synced again");
     relay.shutdown().await.unwrap();
     m.shutdown();
 }

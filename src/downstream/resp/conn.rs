@@ -120,6 +120,44 @@ impl RespConn {
         }
     }
 
+    /// The longest wait for a reply.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Replies received and not yet consumed.
+    pub fn rbuf(&self) -> &[u8] {
+        &self.rbuf
+    }
+
+    /// Drops `n` bytes of [`RespConn::rbuf`] (replies handled).
+    pub fn consume(&mut self, n: usize) {
+        self.rbuf.advance(n);
+    }
+
+    /// Reads more replies into [`RespConn::rbuf`], failing at `deadline` if one is given.
+    /// Cancel-safe.
+    pub async fn fill(&mut self, deadline: Option<tokio::time::Instant>) -> Result<(), ConnError> {
+        if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
+            self.rbuf.reserve(64 * 1024);
+        }
+        let read = self.stream.read_buf(&mut self.rbuf);
+        let r = match deadline {
+            Some(d) => tokio::time::timeout_at(d, read).await,
+            None => Ok(read.await),
+        };
+        match r {
+            Ok(Ok(0)) => Err(lost(&self.name, "read", "connection closed by the target")),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(lost(&self.name, "read", e)),
+            Err(_) => Err(lost(
+                &self.name,
+                "read",
+                format!("no reply in {:?}", self.timeout),
+            )),
+        }
+    }
+
     /// Whether the target runs `MULTI`/`EXEC` (Redis, Pika 3.5+; not Pika ≤ 3.4, not Codis).
     pub async fn supports_multi(&mut self) -> Result<bool, ConnError> {
         match self.call(&vec![b"MULTI".to_vec()]).await? {

@@ -7,7 +7,8 @@
 //!   an absolute `PEXPIREAT`), then streamed from the dump's journal position `J_e`.
 //! - **Stream** ([`rules`], [`writer`]): journal items become Redis commands by one rule table;
 //!   commands go to one of N connections by key hash (a key's commands stay in order on one
-//!   connection), pipelined in batches.
+//!   connection), pipelined in batches; the common commands go out as the journal holds them
+//!   ([`wire`]).
 //! - **Exactly once** ([`marker`]): connection *c* of sink *s* applies each batch as
 //!   `MULTI <commands> SET pika-relay:applied:<s>:<c> "<epoch> <position> …" EXEC`. The data and
 //!   the position land together or not at all (Redis discards a transaction whose `EXEC` never
@@ -23,10 +24,14 @@
 //! - **Targets without `MULTI`** (Pika ≤ 3.4 and Codis as plain clients): batches are sent as
 //!   plain pipelined commands followed by the marker `SET`. What remains is *at least once with a
 //!   bounded window*: a relay killed after the target applied part of a batch but before the
-//!   marker replays that part of the batch once more (at most `batch_cmds` commands per
-//!   connection); idempotent commands (`set`, `hset`, `sadd` of present members, `del`,
+//!   marker replays that part once more (at most `in_flight` batches, `in_flight × batch_cmds`
+//!   commands, per connection); idempotent commands (`set`, `hset`, `sadd` of present members, `del`,
 //!   `pexpireat`) are unaffected, counters and list pushes may be applied twice in that window.
-//!   Nothing is ever missed. Setting `batch_cmds = 1` shrinks the window to one command.
+//!   Nothing is ever missed. `in_flight = 1` and `batch_cmds = 1` shrink it to one command.
+//! - **Several batches in flight** ([`writer`]): each connection keeps up to `in_flight` batches
+//!   on the wire, each with its own marker; a crash leaves a prefix of them applied (exact). A
+//!   batch refused as a whole before an applied one drops the connection's marker, so the
+//!   target is full-synced (see `docs/resp-targets.md`).
 //! - **Errors**: a command the target refuses (`WRONGTYPE`, `OOM`, `READONLY`, `NOAUTH` …) stops
 //!   the sink with an error naming the command, the key and the journal position (policy
 //!   `stop`, the default), or is logged and counted (`skip`). `READONLY`, `OOM` and `NOAUTH`
@@ -42,6 +47,7 @@ pub mod rules;
 pub mod sink;
 pub mod status;
 pub mod url;
+pub mod wire;
 pub mod writer;
 
 use super::source::JournalSource;
@@ -79,6 +85,8 @@ pub struct SinkConfig {
     pub batch_cmds: usize,
     /// Most bytes per batch.
     pub batch_bytes: usize,
+    /// Most batches on the wire at once per connection.
+    pub in_flight: usize,
     /// Most members per full-sync command.
     pub max_members: usize,
     /// Data-dir copy of the applied position; `None` keeps none.
@@ -99,6 +107,7 @@ impl SinkConfig {
             on_error: OnError::Stop,
             batch_cmds: 1000,
             batch_bytes: 4 << 20,
+            in_flight: 4,
             max_members: 512,
             state_path: None,
             reply_timeout: Duration::from_secs(60),

@@ -185,6 +185,14 @@ pub fn plan(argv: &Argv) -> Plan {
     }
 }
 
+/// Whether `name` has a rule of its own (else it is replayed verbatim on `argv[1]`'s
+/// connection).
+pub fn has_rule(name: &[u8]) -> bool {
+    RULES
+        .iter()
+        .any(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+}
+
 /// The connection (0..n) of a key.
 pub fn conn_of(key: &[u8], n: usize) -> usize {
     (xxhash_rust::xxh3::xxh3_64(key) % n.max(1) as u64) as usize

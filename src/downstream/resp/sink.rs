@@ -7,13 +7,14 @@
 use super::conn::{ConnError, RespConn};
 use super::fullsync::{open_source, record_commands};
 use super::marker::{load_state, marker_key, save_state, Marker};
-use super::rules::{conn_of, plan, Plan};
+use super::rules::{conn_of, has_rule, plan, Plan};
 use super::status::{TargetRegistry, TargetState, TargetStatus};
-use super::writer::{self, Op, WriterCtx, WriterEnd, WriterStats};
+use super::wire::{pipeline_safe, scan_command};
+use super::writer::{self, Cmds, Op, WriterCtx, WriterEnd, WriterStats};
 use super::{OnError, SinkConfig};
 use crate::downstream::source::{JournalCursor, JournalSource, Located};
 use crate::dump::DumpRecord;
-use crate::formats::item::BinlogItem;
+use crate::formats::item::{BinlogItem, ITEM_HEADER_LEN, ITEM_TYPE};
 use crate::formats::resp::{display_argv, Argv, Reply};
 use crate::formats::BinlogPos;
 use std::collections::VecDeque;
@@ -36,6 +37,8 @@ enum End {
     Restart(String),
     /// The target went away: reconnect with backoff.
     Lost(String),
+    /// A refused batch lies before an applied one: the next session full-syncs.
+    Hole(String),
     /// Stop the sink.
     Stopped(String),
 }
@@ -54,6 +57,7 @@ impl From<WriterEnd> for End {
         match e {
             WriterEnd::Lost(s) => End::Lost(s),
             WriterEnd::Rejected(s) => End::Stopped(s),
+            WriterEnd::Hole(s) => End::Hole(s),
         }
     }
 }
@@ -77,6 +81,7 @@ pub async fn run<J: JournalSource>(
         repin(&journal, &pin, m.epoch, m.pos);
     }
     let mut backoff = Duration::from_millis(200);
+    let mut force_full = false;
     loop {
         let started = Instant::now();
         let mut s = Session {
@@ -86,9 +91,20 @@ pub async fn run<J: JournalSource>(
             cancel: &cancel,
             pin: &pin,
             last_save: Instant::now() - Duration::from_secs(10),
+            force_full: &mut force_full,
         };
-        match s.run().await {
-            End::Cancelled => return,
+        let end = match s.run().await {
+            End::Hole(why) => {
+                force_full = true;
+                match cfg.on_error {
+                    OnError::Stop => End::Stopped(why),
+                    OnError::Skip => End::Lost(why),
+                }
+            }
+            e => e,
+        };
+        match end {
+            End::Cancelled | End::Hole(_) => return,
             End::Restart(why) => {
                 info!("resp target {name}: {why}; starting over");
             }
@@ -142,7 +158,7 @@ fn repin<J: JournalSource>(
 
 /// The writers of one session.
 struct Writers {
-    txs: Vec<mpsc::Sender<Op>>,
+    txs: Vec<mpsc::Sender<Vec<Op>>>,
     stats: Vec<Arc<WriterStats>>,
     ends: mpsc::Receiver<WriterEnd>,
     tasks: Vec<JoinHandle<()>>,
@@ -166,7 +182,7 @@ impl Writers {
             tasks: Vec::new(),
         };
         for (i, conn) in conns.into_iter().enumerate() {
-            let (tx, rx) = mpsc::channel(1024);
+            let (tx, rx) = mpsc::channel(64);
             let stats = Arc::new(WriterStats::default());
             let ctx = WriterCtx {
                 conn: i,
@@ -194,9 +210,28 @@ impl Writers {
     }
 
     async fn send(&mut self, c: usize, op: Op, cancel: &CancellationToken) -> Result<(), End> {
+        self.send_many(c, vec![op], cancel).await
+    }
+
+    /// Sends every connection its collected ops (emptying `bufs`).
+    async fn flush(&mut self, bufs: &mut [Vec<Op>], cancel: &CancellationToken) -> Result<(), End> {
+        for (c, b) in bufs.iter_mut().enumerate() {
+            if !b.is_empty() {
+                self.send_many(c, std::mem::take(b), cancel).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_many(
+        &mut self,
+        c: usize,
+        ops: Vec<Op>,
+        cancel: &CancellationToken,
+    ) -> Result<(), End> {
         let tx = self.txs[c].clone();
         tokio::select! {
-            r = tx.send(op) => match r {
+            r = tx.send(ops) => match r {
                 Ok(()) => Ok(()),
                 Err(_) => Err(self.failure().await),
             },
@@ -235,6 +270,8 @@ struct Session<'a, J: JournalSource> {
     cancel: &'a CancellationToken,
     pin: &'a std::sync::Mutex<Option<(u32, J::Cursor)>>,
     last_save: Instant,
+    /// Full-sync whatever the markers say (a refused batch lies before an applied one).
+    force_full: &'a mut bool,
 }
 
 /// Where streaming starts.
@@ -345,8 +382,18 @@ impl<J: JournalSource> Session<'_, J> {
             skip_through: None,
             batch_cmds: self.cfg.batch_cmds,
             batch_bytes: self.cfg.batch_bytes,
+            in_flight: self.cfg.in_flight,
         };
-        let (start, mut w) = match self.resume_point(&markers, epoch.number)? {
+        let resume = if *self.force_full {
+            info!(
+                "resp target {}: full sync (a refused batch lay before an applied one)",
+                self.name()
+            );
+            None
+        } else {
+            self.resume_point(&markers, epoch.number)?
+        };
+        let (start, mut w) = match resume {
             Some(start) => {
                 info!(
                     "resp target {}: resuming at journal position {} (epoch {}, {n} connections, {})",
@@ -370,6 +417,7 @@ impl<J: JournalSource> Session<'_, J> {
                 }
                 let mut w = Writers::spawn(conns, base, &[]);
                 let start = self.full_sync(&mut w, &epoch).await?;
+                *self.force_full = false;
                 (start, w)
             }
         };
@@ -482,7 +530,7 @@ impl<J: JournalSource> Session<'_, J> {
                     let c = conn_of(&rec.key, n);
                     w.send(
                         c,
-                        Op::Load(record_commands(&rec, self.cfg.max_members)),
+                        Op::Load(Cmds::encode(&record_commands(&rec, self.cfg.max_members))),
                         self.cancel,
                     )
                     .await?;
@@ -526,7 +574,7 @@ impl<J: JournalSource> Session<'_, J> {
             Op::Barrier {
                 end: epoch.start,
                 next_id,
-                cmds: Vec::new(),
+                cmds: Cmds::default(),
             },
             self.cancel,
         )
@@ -575,6 +623,7 @@ impl<J: JournalSource> Session<'_, J> {
             .map(|s| s.done.load(Ordering::Acquire))
             .collect();
         let mut inflight: Inflight = VecDeque::new();
+        let mut bufs: Vec<Vec<Op>> = (0..n).map(|_| Vec::new()).collect();
         let mut p = Progress {
             applied: start.pos,
             next_id: start.next_id,
@@ -599,30 +648,29 @@ impl<J: JournalSource> Session<'_, J> {
                     Err(e) => return Err(End::Restart(format!("journal read failed: {e}"))),
                 };
                 got += 1;
+                let next_id = it.logic_id + 1;
+                // The common case: a per-key command without a rule of its own goes to the
+                // target as the journal holds it (no decode, no copy).
+                if let Some((c, solo)) = fast_path(&it.bytes, n) {
+                    let mut wire = it.bytes;
+                    bytes::Buf::advance(&mut wire, ITEM_HEADER_LEN);
+                    let cmds = Cmds::one(wire);
+                    seq[c] += 1;
+                    inflight.push_back((it.end, next_id, Some((c, seq[c]))));
+                    bufs[c].push(Op::Item {
+                        end: it.end,
+                        next_id,
+                        cmds,
+                        solo,
+                    });
+                    continue;
+                }
                 let item = BinlogItem::decode(&it.bytes)
                     .and_then(|i| i.argv())
                     .map_err(|e| {
                         End::Stopped(format!("journal item at {} is undecodable: {e}", it.start))
                     })?;
-                let next_id = it.logic_id + 1;
                 match plan(&item) {
-                    Plan::PerKey(cmds) if n == 1 || cmds.iter().all(|(k, _)| *k == cmds[0].0) => {
-                        // The common case: one key, one connection.
-                        let c = conn_of(&cmds[0].0, n);
-                        seq[c] += 1;
-                        inflight.push_back((it.end, next_id, Some((c, seq[c]))));
-                        let cmds = cmds.into_iter().map(|(_, a)| a).collect();
-                        w.send(
-                            c,
-                            Op::Item {
-                                end: it.end,
-                                next_id,
-                                cmds,
-                            },
-                            self.cancel,
-                        )
-                        .await?;
-                    }
                     Plan::PerKey(cmds) => {
                         let mut per: Vec<Vec<Argv>> = vec![Vec::new(); n];
                         for (k, c) in cmds {
@@ -632,21 +680,19 @@ impl<J: JournalSource> Session<'_, J> {
                             if cmds.is_empty() {
                                 continue;
                             }
+                            let solo = !cmds.iter().all(|a| pipeline_safe(&a[0], a.len()));
                             seq[c] += 1;
                             inflight.push_back((it.end, next_id, Some((c, seq[c]))));
-                            w.send(
-                                c,
-                                Op::Item {
-                                    end: it.end,
-                                    next_id,
-                                    cmds,
-                                },
-                                self.cancel,
-                            )
-                            .await?;
+                            bufs[c].push(Op::Item {
+                                end: it.end,
+                                next_id,
+                                cmds: Cmds::encode(&cmds),
+                                solo,
+                            });
                         }
                     }
                     Plan::Barrier(cmds) => {
+                        w.flush(&mut bufs, self.cancel).await?;
                         let all = w.all();
                         w.fence(&all, self.cancel).await?;
                         seq[0] += 1;
@@ -656,7 +702,7 @@ impl<J: JournalSource> Session<'_, J> {
                             Op::Barrier {
                                 end: it.end,
                                 next_id,
-                                cmds,
+                                cmds: Cmds::encode(&cmds),
                             },
                             self.cancel,
                         )
@@ -672,6 +718,7 @@ impl<J: JournalSource> Session<'_, J> {
                         );
                         match self.cfg.on_error {
                             OnError::Stop => {
+                                w.flush(&mut bufs, self.cancel).await?;
                                 let all = w.all();
                                 w.fence(&all, self.cancel).await?;
                                 self.progress(w, &mut inflight, &mut p, base_entries);
@@ -686,6 +733,7 @@ impl<J: JournalSource> Session<'_, J> {
                     }
                 }
             }
+            w.flush(&mut bufs, self.cancel).await?;
             self.progress(w, &mut inflight, &mut p, base_entries);
             if got == 0 {
                 tokio::select! {
@@ -783,4 +831,28 @@ struct Progress {
     rate_at: Instant,
     rate_entries: u64,
     rate: f64,
+}
+
+/// A journal item replayed verbatim (its own bytes after the header): its connection and
+/// whether it must travel alone. `None` when the item needs the rule table (or is malformed:
+/// the strict decoder then names the fault).
+fn fast_path(item: &[u8], n: usize) -> Option<(usize, bool)> {
+    if item.len() < ITEM_HEADER_LEN
+        || u16::from_le_bytes([item[0], item[1]]) != ITEM_TYPE
+        || u32::from_le_bytes(item[30..34].try_into().ok()?) as usize
+            != item.len() - ITEM_HEADER_LEN
+    {
+        return None;
+    }
+    let content = &item[ITEM_HEADER_LEN..];
+    let shape = scan_command(content)?;
+    let key = shape.key.clone()?;
+    let name = &content[shape.name.clone()];
+    // `set` has a rule only for Pika's `… VX` form, which needs more than three arguments.
+    if has_rule(name) && !(shape.argc == 3 && name.eq_ignore_ascii_case(b"set")) {
+        return None;
+    }
+    let solo = !pipeline_safe(name, shape.argc);
+    let c = conn_of(&content[key], n);
+    Some((c, solo))
 }
