@@ -44,10 +44,7 @@ async fn master() -> (tempfile::TempDir, OldMaster) {
     let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.path().join("master-dumps"));
     mcfg.timings = MasterTimings::fast();
     // As 3.0.16: a bare connect to R+3000 before the first push (the relay must shrug it off).
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery {
-        probe_first: true,
-        ..RsyncCliDelivery::default()
-    }));
+    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::as_recorded(Flavor::V30)));
     let m = OldMaster::start(mcfg).await.unwrap();
     (tmp, m)
 }
