@@ -138,6 +138,12 @@ pub struct UpstreamSection {
     pub full_sync_timeout_secs: u64,
     /// The master's `binlog-file-size` (needed to follow its positions).
     pub master_binlog_file_size: u64,
+    /// Most connections to the binlog port R+1000 waiting to authenticate at once.
+    pub binlog_max_pending_conns: usize,
+    /// Seconds a connection to R+1000 may take to send `auth <sid>`.
+    pub binlog_auth_timeout_secs: u64,
+    /// Most bytes a connection to R+1000 may send before it authenticated.
+    pub binlog_max_pre_auth_bytes: usize,
 }
 
 /// `[downstream]`
@@ -231,6 +237,9 @@ impl Default for UpstreamSection {
             full_sync: FullSyncPolicy::Allow,
             full_sync_timeout_secs: 3600,
             master_binlog_file_size: 104_857_600,
+            binlog_max_pending_conns: 16,
+            binlog_auth_timeout_secs: 10,
+            binlog_max_pre_auth_bytes: 1024,
         }
     }
 }
@@ -330,6 +339,27 @@ impl Config {
                     "{k} = {v}: Pika accepts 1024 .. 1073741824 (and must match the peer's)"
                 ));
             }
+        }
+        let u = &self.upstream;
+        if !(2..=1024).contains(&u.binlog_max_pending_conns) {
+            return e(format!(
+                "upstream.binlog_max_pending_conns = {}: use 2..1024 (the master opens one \
+                 connection, a second while it reconnects)",
+                u.binlog_max_pending_conns
+            ));
+        }
+        if !(1..=3600).contains(&u.binlog_auth_timeout_secs) {
+            return e(format!(
+                "upstream.binlog_auth_timeout_secs = {}: use 1..3600",
+                u.binlog_auth_timeout_secs
+            ));
+        }
+        if !(64..=1 << 20).contains(&u.binlog_max_pre_auth_bytes) {
+            return e(format!(
+                "upstream.binlog_max_pre_auth_bytes = {}: use 64..1048576 (`auth <sid>` is \
+                 about 30 bytes)",
+                u.binlog_max_pre_auth_bytes
+            ));
         }
         if self.downstream.databases != 1 {
             return e(format!(
@@ -431,6 +461,34 @@ mod tests {
         assert_eq!(c.exposure_warning(), None);
         c.relay.bind = "::1".parse().unwrap();
         assert_eq!(c.exposure_warning(), None);
+    }
+
+    #[test]
+    fn binlog_port_limits_are_checked() {
+        let mut c = Config::default();
+        c.upstream.master = "m:1".into();
+        c.upstream.binlog_max_pending_conns = 1;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("binlog_max_pending_conns = 1"));
+        c.upstream.binlog_max_pending_conns = 16;
+        c.upstream.binlog_auth_timeout_secs = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("binlog_auth_timeout_secs = 0"));
+        c.upstream.binlog_auth_timeout_secs = 10;
+        c.upstream.binlog_max_pre_auth_bytes = 10;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("binlog_max_pre_auth_bytes = 10"));
+        c.upstream.binlog_max_pre_auth_bytes = 1024;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Settings that must do what they say, checked on a whole relay (`Relay::start_tuned`) between
 //! an old-master double and the journal: translation policies (`skip` counted in INFO and
-//! /metrics, `reject` stops the relay at the entry's position).
+//! /metrics, `reject` stops the relay at the entry's position) and the binlog port's limits on
+//! unauthenticated connections.
 
 #[path = "support/net.rs"]
 mod net;
@@ -44,10 +45,7 @@ async fn master() -> (tempfile::TempDir, OldMaster) {
     let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.path().join("master-dumps"));
     mcfg.timings = MasterTimings::fast();
     // As 3.0.16: a bare connect to R+3000 before the first push (the relay must shrug it off).
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery {
-        probe_first: true,
-        ..RsyncCliDelivery::default()
-    }));
+    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::as_recorded(Flavor::V30)));
     let m = OldMaster::start(mcfg).await.unwrap();
     (tmp, m)
 }
@@ -144,4 +142,58 @@ async fn translate_policies_skip_counts_and_reject_stops_at_the_entry() {
     assert_eq!(relay.status().translate_passed_unsafe, 1);
     relay.shutdown().await.unwrap();
     m.shutdown();
+}
+
+/// Waits for the relay to close `s`, within `within`.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration, what: &str) {
+    let mut b = [0u8; 16];
+    let r = tokio::time::timeout(within, s.read(&mut b))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still open after {within:?}"));
+    assert!(matches!(r, Ok(0) | Err(_)), "{what}: the relay wrote {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binlog_port_limits_come_from_the_file() {
+    let (tmp, m) = master().await;
+    m.write(&["set", "a", "1"]).unwrap();
+    let port = net::free_base(&[1000, 2000, 3000]);
+    // Each limit below the default, so a relay ignoring the keys fails each check.
+    let cfg = Config::from_toml(
+        "[upstream]\nbinlog_max_pending_conns = 2\nbinlog_auth_timeout_secs = 1\n\
+         binlog_max_pre_auth_bytes = 64\n",
+    )
+    .unwrap();
+    let relay = start_relay(&m, port, &tmp.path().join("relay"), |c| {
+        c.upstream.binlog_max_pending_conns = cfg.upstream.binlog_max_pending_conns;
+        c.upstream.binlog_auth_timeout_secs = cfg.upstream.binlog_auth_timeout_secs;
+        c.upstream.binlog_max_pre_auth_bytes = cfg.upstream.binlog_max_pre_auth_bytes;
+    })
+    .await;
+    caught_up(&relay, &m).await;
+    let binlog = ("127.0.0.1", port + 1000);
+
+    // A first message announcing 100 bytes (3.0 auth frame header) is over 64: refused at once.
+    let mut big = tokio::net::TcpStream::connect(binlog).await.unwrap();
+    big.write_all(&[1, 0, 100, 0, 0, 0, b'x']).await.unwrap();
+    closed_within(&mut big, Duration::from_millis(800), "100-byte auth frame").await;
+
+    // Two silent strangers fill the pending slots: a third is closed on arrival.
+    let mut a = tokio::net::TcpStream::connect(binlog).await.unwrap();
+    let mut b = tokio::net::TcpStream::connect(binlog).await.unwrap();
+    let mut c = tokio::net::TcpStream::connect(binlog).await.unwrap();
+    closed_within(
+        &mut c,
+        Duration::from_millis(800),
+        "third pending connection",
+    )
+    .await;
+    // The silent ones go after 1 s (the default is 10 s).
+    closed_within(&mut a, Duration::from_secs(5), "silent connection").await;
+    closed_within(&mut b, Duration::from_secs(5), "silent connection").await;
+
+    // The master's own link never noticed.
+    m.write(&["set", "b", "2"]).unwrap();
+    caught_up(&relay, &m).await;
+    relay.shutdown().await.unwrap();
 }

@@ -3,9 +3,9 @@
 //! that legitimately differ between two runs masked (exec times, ports, the rsync client's
 //! capability string).
 //!
-//! - the old-master double (3.0.16 flavour): its replies to the recorded client workload, to the
-//!   recorded trysyncs (incremental, forced, after the full sync) and heartbeat, its binlog push,
-//!   and its rsync client's command lines;
+//! - the old-master doubles (3.0.16 and 2.3.6 flavours): their replies to the recorded client
+//!   workload, to the recorded trysyncs (incremental, forced, after the full sync) and heartbeat,
+//!   their binlog push, and their rsync client's command lines;
 //! - the new-slave double (3.2 flavour): its protobuf requests against the 3.2.9 master's
 //!   recorded answers.
 
@@ -190,28 +190,82 @@ fn rsync_request_masked(bytes: &[u8], master_port: u16) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn old_master_double_replies_and_pushes_like_3_0_16() {
+/// One recorded old master: where its streams are and what differs between the versions.
+struct Recorded {
+    /// Directory under the vectors (`pika-3.0.16`).
+    dir: &'static str,
+    flavor: Flavor,
+    /// The recorded master's port (named in the rsync module).
+    master_port: u16,
+    /// The push stream decoded and masked, one string per frame (3.0) or array (2.3).
+    push: fn(&[u8]) -> Vec<String>,
+}
+
+impl Recorded {
+    fn read(&self, stream: &str) -> Vec<u8> {
+        vectors::read(&format!("{}/streams/{stream}", self.dir))
+    }
+}
+
+/// 3.0.16's push: 3.0 frames ([`frames_masked`]).
+fn push_30(buf: &[u8]) -> Vec<String> {
+    frames_masked(buf)
+        .into_iter()
+        .map(|f| format!("{f:?}"))
+        .collect()
+}
+
+/// 2.3.6's push: plain RESP arrays, `auth <sid>` then each stored array with its four affiliated
+/// arguments (`__PIKA_X#$SKGI`, server id, 16-byte `binlog_info`, hub flag). Masked: the
+/// `exec_time` (first 4 bytes of `binlog_info`) and absolute expiry times; the filenum and
+/// offset inside `binlog_info` are compared.
+fn push_23(mut buf: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let (mut argv, used) = pika_relay::formats::resp::parse_argv(buf)
+            .unwrap()
+            .expect("whole arrays");
+        if argv[0] != b"auth" {
+            let n = argv.len();
+            assert!(n >= 5, "array without affiliated arguments: {argv:?}");
+            assert_eq!(argv[n - 4], b"__PIKA_X#$SKGI");
+            let info = &mut argv[n - 2];
+            assert_eq!(info.len(), 16, "binlog_info size");
+            assert!(info[..4] != [0, 0, 0, 0], "exec_time set");
+            info[..4].fill(0);
+            let cmd = mask_times(&encode_argv(&argv[..n - 4]));
+            let mut masked = pika_relay::formats::resp::parse_argv_exact(&cmd).unwrap();
+            masked.extend_from_slice(&argv[n - 4..]);
+            argv = masked;
+        }
+        out.push(format!("{argv:?}"));
+        buf = &buf[used..];
+    }
+    out
+}
+
+/// The old-master double of `rec.flavor` against the recorded real master: its replies to the
+/// recorded client workload, trysyncs and heartbeat, its binlog push, its rsync command lines.
+async fn old_master_double_matches(rec: Recorded) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.path().join("dumps"));
+    let mut mcfg = OldMasterConfig::new(rec.flavor, tmp.path().join("dumps"));
     mcfg.timings = MasterTimings {
         hb_idle: Duration::from_secs(60),
         hb_stage1_limit: Duration::from_secs(60),
         ..MasterTimings::fast()
     };
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery {
-        probe_first: true,
-        ..RsyncCliDelivery::default()
-    }));
+    let delivery = RsyncCliDelivery::as_recorded(rec.flavor);
+    let probes = delivery.probe_first;
+    mcfg.delivery = Some(Arc::new(delivery));
     let m = OldMaster::start(mcfg).await.unwrap();
     let mport = m.addr().port();
 
     // The recorded client workload w1, byte for byte: the same replies.
     let mut c = TcpStream::connect(m.addr()).await.unwrap();
-    c.write_all(&vectors::read("pika-3.0.16/streams/01-client-w1.c2s.bin"))
+    c.write_all(&rec.read("01-client-w1.c2s.bin"))
         .await
         .unwrap();
-    let want = vectors::read("pika-3.0.16/streams/01-client-w1.s2c.bin");
+    let want = rec.read("01-client-w1.s2c.bin");
     let mut got = Vec::new();
     read_n(&mut c, &mut got, want.len()).await;
     assert_eq!(
@@ -236,30 +290,28 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
     .await
     .unwrap();
     let seen = recording_rsync_proxy(rsyncd, receiver.local_addr).await;
+    let trysync = |name: &str| trysync_as(&format!("{}/streams/{name}", rec.dir), s);
 
     // trysync 0 0 → `:1`, as recorded.
     let mut t = TcpStream::connect(m.addr()).await.unwrap();
-    t.write_all(&trysync_as(
-        "pika-3.0.16/streams/02-trysync-incremental.c2s.bin",
-        s,
-    ))
-    .await
-    .unwrap();
-    let want = vectors::read("pika-3.0.16/streams/02-trysync-incremental.s2c.bin");
+    t.write_all(&trysync("02-trysync-incremental.c2s.bin"))
+        .await
+        .unwrap();
+    let want = rec.read("02-trysync-incremental.s2c.bin");
     let mut got = Vec::new();
     read_n(&mut t, &mut got, want.len()).await;
     assert_eq!(got, want, "trysync 0 0 reply");
 
-    // The binlog push: auth frame with sid 1, then every w1 record, as recorded.
+    // The binlog push: auth with sid 1, then every w1 record, as recorded.
     let (mut push, _) = tokio::time::timeout(T, binlog.accept())
         .await
         .unwrap()
         .unwrap();
-    let want = vectors::read("pika-3.0.16/streams/04-binlog-push-incremental.c2s.bin");
+    let want = rec.read("04-binlog-push-incremental.c2s.bin");
     let mut got = Vec::new();
     read_n(&mut push, &mut got, want.len()).await;
     assert_eq!(got.len(), want.len());
-    let (g, w) = (frames_masked(&got), frames_masked(&want));
+    let (g, w) = ((rec.push)(&got), (rec.push)(&want));
     assert_eq!(g.len(), w.len(), "frame count");
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
         assert_eq!(a, b, "push frame {i} (exec_time masked)");
@@ -269,12 +321,10 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
     let mut hb = TcpStream::connect(("127.0.0.1", mport + 2000))
         .await
         .unwrap();
-    hb.write_all(&vectors::read(
-        "pika-3.0.16/streams/03-heartbeat-incremental.c2s.bin",
-    ))
-    .await
-    .unwrap();
-    let want = vectors::read("pika-3.0.16/streams/03-heartbeat-incremental.s2c.bin");
+    hb.write_all(&rec.read("03-heartbeat-incremental.c2s.bin"))
+        .await
+        .unwrap();
+    let want = rec.read("03-heartbeat-incremental.s2c.bin");
     let mut got = Vec::new();
     read_n(&mut hb, &mut got, want.len()).await;
     assert_eq!(got, want, "heartbeat replies");
@@ -291,13 +341,10 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
 
     // Forced trysync → `wait`, as recorded; then the rsync push's command line.
     let mut t = TcpStream::connect(m.addr()).await.unwrap();
-    t.write_all(&trysync_as(
-        "pika-3.0.16/streams/05-trysync-force.c2s.bin",
-        s,
-    ))
-    .await
-    .unwrap();
-    let want = vectors::read("pika-3.0.16/streams/05-trysync-force.s2c.bin");
+    t.write_all(&trysync("05-trysync-force.c2s.bin"))
+        .await
+        .unwrap();
+    let want = rec.read("05-trysync-force.s2c.bin");
     let mut got = Vec::new();
     read_n(&mut t, &mut got, want.len()).await;
     assert_eq!(got, want, "forced trysync reply");
@@ -311,8 +358,12 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
     .await
     .expect("the double delivers its dump");
     let conns = seen.lock().unwrap().clone();
-    // The master's connect-only probe (recorded as 06-rsync-01-probe) comes first.
-    assert!(conns[0].is_empty(), "a bare connect before the first push");
+    // 3.0.16's connect-only probe (recorded as 06-rsync-01-probe) comes first; 2.3.6 has none.
+    assert_eq!(
+        conns[0].is_empty(),
+        probes,
+        "a bare connect before the first push"
+    );
     let pushes: Vec<Vec<String>> = conns
         .iter()
         .filter(|c| !c.is_empty())
@@ -326,8 +377,8 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
                 format!("{i:02}")
             };
             rsync_request_masked(
-                &vectors::read(&format!("pika-3.0.16/streams/06-rsync-{name}.c2s.bin")),
-                29221,
+                &rec.read(&format!("06-rsync-{name}.c2s.bin")),
+                rec.master_port,
             )
         })
         .collect();
@@ -346,13 +397,10 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
 
     // After the full sync the slave resumes at the dump's position: `:3`, as recorded.
     let mut t = TcpStream::connect(m.addr()).await.unwrap();
-    t.write_all(&trysync_as(
-        "pika-3.0.16/streams/07-trysync-after-fullsync.c2s.bin",
-        s,
-    ))
-    .await
-    .unwrap();
-    let want = vectors::read("pika-3.0.16/streams/07-trysync-after-fullsync.s2c.bin");
+    t.write_all(&trysync("07-trysync-after-fullsync.c2s.bin"))
+        .await
+        .unwrap();
+    let want = rec.read("07-trysync-after-fullsync.s2c.bin");
     let mut got = Vec::new();
     read_n(&mut t, &mut got, want.len()).await;
     assert_eq!(
@@ -362,6 +410,28 @@ async fn old_master_double_replies_and_pushes_like_3_0_16() {
     );
     m.shutdown();
     cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_master_double_replies_and_pushes_like_3_0_16() {
+    old_master_double_matches(Recorded {
+        dir: "pika-3.0.16",
+        flavor: Flavor::V30,
+        master_port: 29221,
+        push: push_30,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_master_double_replies_and_pushes_like_2_3_6() {
+    old_master_double_matches(Recorded {
+        dir: "pika-2.3.6",
+        flavor: Flavor::V23,
+        master_port: 30021,
+        push: push_23,
+    })
+    .await;
 }
 
 /// Protobuf frames of a stream, decoded as requests.

@@ -239,8 +239,11 @@ impl Relay {
             info!("upstream: the journal has no upstream position yet; starting with a full sync");
         }
         ucfg.refuse_full_sync = cfg.upstream.full_sync == FullSyncPolicy::Refuse;
+        ucfg.max_pending_binlog_conns = cfg.upstream.binlog_max_pending_conns;
+        ucfg.max_pre_auth_bytes = cfg.upstream.binlog_max_pre_auth_bytes;
         let mut timings = tuning.upstream_timings.clone().unwrap_or_default();
         timings.full_sync_timeout = Duration::from_secs(cfg.upstream.full_sync_timeout_secs);
+        timings.binlog_auth_timeout = Duration::from_secs(cfg.upstream.binlog_auth_timeout_secs);
         ucfg.timings = timings;
         let mut upstream_handle = upstream::start(ucfg, durable_rx, full_sync.clone())
             .await

@@ -29,10 +29,10 @@ pub async fn start_relay(master: &OldMaster, port: u16, data: &std::path::Path) 
 }
 
 /// An old-master double's settings with fast timers, pushing its dumps into `dumps` and on with
-/// the real `rsync` client (Pika's command lines).
+/// the real `rsync` client with the recorded master's command lines and probe.
 pub fn master_config(flavor: Flavor, dumps: std::path::PathBuf) -> OldMasterConfig {
     let mut mcfg = OldMasterConfig::new(flavor, dumps);
     mcfg.timings = MasterTimings::fast();
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::default()));
+    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::as_recorded(flavor)));
     mcfg
 }

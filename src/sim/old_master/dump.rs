@@ -86,6 +86,24 @@ pub struct RsyncCliDelivery {
     pub probe_first: bool,
 }
 
+impl RsyncCliDelivery {
+    /// The options the recorded master of `flavor` pushed with: 3.0.16 probes first and sends
+    /// `--bwlimit=1048576`; 2.3.6 makes no probe and clamps its unlimited speed to 125 MB/s
+    /// (`--bwlimit=128000`).
+    pub fn as_recorded(flavor: super::Flavor) -> RsyncCliDelivery {
+        match flavor {
+            super::Flavor::V30 => RsyncCliDelivery {
+                bwlimit_kbps: 1_048_576,
+                probe_first: true,
+            },
+            super::Flavor::V23 => RsyncCliDelivery {
+                bwlimit_kbps: 128_000,
+                probe_first: false,
+            },
+        }
+    }
+}
+
 fn run_rsync(args: &[String]) -> io::Result<()> {
     let out = std::process::Command::new("rsync")
         .args(args)
