@@ -12,7 +12,7 @@ use pika_relay::relay::RelayHandle;
 use pika_relay::sim::new_slave::{DbState, NewSlave, NewSlaveConfig, SlaveVersion};
 use pika_relay::sim::old_master::{unix_now, Flavor, OldMaster};
 use pika_relay::sim::workload;
-use relay::{master_config, start_relay};
+use relay::{master_config, start_relay, start_relay_with};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -185,4 +185,43 @@ async fn old_master_through_the_relay_to_new_slaves_with_a_restart() {
     s1.stop().await;
     s2.stop().await;
     master.shutdown();
+}
+
+/// A slave streaming live from the journal's in-memory tail while the journal rotates its files
+/// again and again (4 KiB files): every rotation hands the slave from the end of one file to the
+/// first item of the next. (A reader at a file's end once found no item in the ring and spun
+/// between ring and disk forever, at 100% CPU, with the slave stuck.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_slave_follows_the_journal_across_file_rotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mcfg = master_config(Flavor::V30, tmp.path().join("master-dumps"));
+    let master = OldMaster::start(mcfg).await.unwrap();
+    write_round(&master, "w0");
+    let port = net::free_base(&[1000, 2000, 3000]);
+    let relay = start_relay_with(&master, port, &tmp.path().join("relay"), |c| {
+        c.journal.binlog_file_size = 4096;
+    })
+    .await;
+    let mut cfg = NewSlaveConfig::new(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        net::free_base(&[1000]),
+        tmp.path().join("s1"),
+    );
+    cfg.binlog_file_size = 4096;
+    cfg.reconnect_delay = Duration::from_millis(300);
+    cfg.meta_sync_interval = Duration::from_millis(300);
+    let s1 = NewSlave::start(cfg).await.unwrap();
+    converged(&master, &relay, &s1, "s1 after its full sync").await;
+    let first = relay.status().journal_end;
+    for i in 0..40 {
+        write_round(&master, &format!("r{i}"));
+    }
+    converged(&master, &relay, &s1, "s1 across rotations").await;
+    let end = relay.status().journal_end;
+    assert!(
+        end.filenum >= first.filenum + 5,
+        "the journal rotated at least 5 times while s1 streamed: {first} .. {end}"
+    );
+    assert_eq!(s1.view().full_syncs, 1, "streamed, never re-synced");
+    relay.shutdown().await.unwrap();
 }

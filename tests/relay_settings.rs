@@ -5,47 +5,23 @@
 
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/relay.rs"]
+mod relay;
 
 use pika_relay::config::Config;
-use pika_relay::relay::{Relay, RelayHandle, Tuning};
-use pika_relay::sim::old_master::{
-    Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
-};
+use pika_relay::relay::RelayHandle;
+use pika_relay::sim::old_master::{Flavor, OldMaster};
 use pika_relay::translate::Policy;
-use pika_relay::upstream::Timings;
-use std::sync::Arc;
+use relay::{master_config, start_relay_with};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(60);
 
-async fn start_relay(
-    master: &OldMaster,
-    port: u16,
-    data: &std::path::Path,
-    set: impl FnOnce(&mut Config),
-) -> RelayHandle {
-    let mut cfg = Config::default();
-    cfg.upstream.master = master.addr().to_string();
-    cfg.relay.port = port;
-    cfg.relay.bind = "127.0.0.1".parse().unwrap();
-    cfg.relay.advertise_ip = "127.0.0.1".into();
-    cfg.relay.data_dir = data.to_path_buf();
-    cfg.metrics.listen = "127.0.0.1:0".into();
-    set(&mut cfg);
-    let tuning = Tuning {
-        upstream_timings: Some(Timings::fast()),
-        purge_interval: Some(Duration::from_millis(500)),
-    };
-    Relay::start_tuned(cfg, tuning).await.expect("relay starts")
-}
-
 async fn master() -> (tempfile::TempDir, OldMaster) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut mcfg = OldMasterConfig::new(Flavor::V30, tmp.path().join("master-dumps"));
-    mcfg.timings = MasterTimings::fast();
     // As 3.0.16: a bare connect to R+3000 before the first push (the relay must shrug it off).
-    mcfg.delivery = Some(Arc::new(RsyncCliDelivery::as_recorded(Flavor::V30)));
+    let mcfg = master_config(Flavor::V30, tmp.path().join("master-dumps"));
     let m = OldMaster::start(mcfg).await.unwrap();
     (tmp, m)
 }
@@ -95,7 +71,8 @@ async fn translate_policies_skip_counts_and_reject_stops_at_the_entry() {
     let data = tmp.path().join("relay");
 
     // skip: the entry is dropped, the stream goes on, the drop is counted where operators look.
-    let relay = start_relay(&m, port, &data, |c| c.translate.flushdb_type = Policy::Skip).await;
+    let relay =
+        start_relay_with(&m, port, &data, |c| c.translate.flushdb_type = Policy::Skip).await;
     caught_up(&relay, &m).await;
     m.write(&["flushdb", "string"]).unwrap();
     m.write(&["set", "b", "2"]).unwrap();
@@ -108,7 +85,7 @@ async fn translate_policies_skip_counts_and_reject_stops_at_the_entry() {
     relay.shutdown().await.unwrap();
 
     // reject: the relay stops with the entry's upstream position; nothing of it is journaled.
-    let relay = start_relay(&m, port, &data, |c| {
+    let relay = start_relay_with(&m, port, &data, |c| {
         c.translate.flushdb_type = Policy::Reject
     })
     .await;
@@ -137,7 +114,8 @@ async fn translate_policies_skip_counts_and_reject_stops_at_the_entry() {
     );
 
     // After the operator changes the policy, a restart resumes exactly at the rejected entry.
-    let relay = start_relay(&m, port, &data, |c| c.translate.flushdb_type = Policy::Pass).await;
+    let relay =
+        start_relay_with(&m, port, &data, |c| c.translate.flushdb_type = Policy::Pass).await;
     caught_up(&relay, &m).await;
     assert_eq!(relay.status().translate_passed_unsafe, 1);
     relay.shutdown().await.unwrap();
@@ -164,7 +142,7 @@ async fn binlog_port_limits_come_from_the_file() {
          binlog_max_pre_auth_bytes = 64\n",
     )
     .unwrap();
-    let relay = start_relay(&m, port, &tmp.path().join("relay"), |c| {
+    let relay = start_relay_with(&m, port, &tmp.path().join("relay"), |c| {
         c.upstream.binlog_max_pending_conns = cfg.upstream.binlog_max_pending_conns;
         c.upstream.binlog_auth_timeout_secs = cfg.upstream.binlog_auth_timeout_secs;
         c.upstream.binlog_max_pre_auth_bytes = cfg.upstream.binlog_max_pre_auth_bytes;

@@ -24,12 +24,15 @@ pub struct RedisServer {
     _scratch: Option<tempfile::TempDir>,
 }
 
+// Test files that also load `net.rs` get a second copy; redis-servers take their ports from a
+// range of their own (`free_port_in(1)`), so the two copies' counters cannot hand out one port.
+#[allow(clippy::duplicate_mod)]
+#[path = "net.rs"]
+mod net;
+
+/// A free loopback port below the ephemeral range (see `net.rs`).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    net::free_port_in(1)
 }
 
 impl RedisServer {

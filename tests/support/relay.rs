@@ -14,6 +14,16 @@ use std::time::Duration;
 
 /// Starts a relay of `master` on base port `port` with its data in `data`.
 pub async fn start_relay(master: &OldMaster, port: u16, data: &std::path::Path) -> RelayHandle {
+    start_relay_with(master, port, data, |_| {}).await
+}
+
+/// [`start_relay`] with settings changed by `set` first.
+pub async fn start_relay_with(
+    master: &OldMaster,
+    port: u16,
+    data: &std::path::Path,
+    set: impl FnOnce(&mut Config),
+) -> RelayHandle {
     let mut cfg = Config::default();
     cfg.upstream.master = master.addr().to_string();
     cfg.relay.port = port;
@@ -21,6 +31,7 @@ pub async fn start_relay(master: &OldMaster, port: u16, data: &std::path::Path) 
     cfg.relay.advertise_ip = "127.0.0.1".into();
     cfg.relay.data_dir = data.to_path_buf();
     cfg.metrics.listen = "127.0.0.1:0".into();
+    set(&mut cfg);
     let tuning = Tuning {
         upstream_timings: Some(Timings::fast()),
         purge_interval: Some(Duration::from_millis(500)),
