@@ -11,7 +11,7 @@
 //! line compares the backlog rate with the plain pipelined replay (goal: ≥ 0.8×).
 //!
 //! `cargo bench --bench relay_resp` (RESP_ENTRIES=200000, RESP_THREADS=4, RESP_BATCH=1000,
-//! RESP_IN_FLIGHT=4)
+//! RESP_IN_FLIGHT=1)
 
 #[path = "../tests/support/redis.rs"]
 mod redis;
@@ -91,7 +91,7 @@ fn main() {
     let n = env_num("RESP_ENTRIES", 200_000) as usize;
     let threads = env_num("RESP_THREADS", 4);
     let batch = env_num("RESP_BATCH", 1000);
-    let in_flight = env_num("RESP_IN_FLIGHT", 4);
+    let in_flight = env_num("RESP_IN_FLIGHT", 1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -53,7 +53,7 @@ impl Default for TargetSection {
             threads: 4,
             on_error: crate::downstream::resp::OnError::Stop,
             batch_cmds: 1000,
-            in_flight: 4,
+            in_flight: 1,
         }
     }
 }

@@ -107,7 +107,7 @@ impl SinkConfig {
             on_error: OnError::Stop,
             batch_cmds: 1000,
             batch_bytes: 4 << 20,
-            in_flight: 4,
+            in_flight: 1,
             max_members: 512,
             state_path: None,
             reply_timeout: Duration::from_secs(60),
