@@ -12,6 +12,7 @@
 //! and answered once it has one; a new epoch is announced to streaming slaves by a session change.
 
 use super::conn::{spawn_reader, ReadEnd, Writer};
+use super::encode::BinlogFrame;
 use super::frames;
 use super::{PushRequest, Shared};
 use crate::downstream::positions::{self, PositionStore, Resolved};
@@ -89,6 +90,8 @@ struct SlaveConn<J: JournalSource> {
     pushes: HashMap<String, tokio::task::AbortHandle>,
     /// Since when the slave has been told (by a session change) that its epoch ended.
     told_new_epoch: Option<Instant>,
+    /// The BinlogSync frame being built (its buffer reused from frame to frame).
+    frame: BinlogFrame,
 }
 
 /// Serves one slave connection until it closes, misbehaves or the relay shuts down.
@@ -111,6 +114,7 @@ pub async fn run<J: JournalSource>(stream: TcpStream, peer: SocketAddr, shared: 
         held_ping: Instant::now(),
         pushes: HashMap::new(),
         told_new_epoch: None,
+        frame: BinlogFrame::default(),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut more = false;
@@ -814,14 +818,12 @@ impl<J: JournalSource> SlaveConn<J> {
                 let Some(cursor) = db.cursor.as_mut() else {
                     break;
                 };
-                let mut items = Vec::new();
+                let mut n = 0usize;
                 let mut sizes = Vec::new();
                 let mut bytes = 0usize;
                 let mut exhausted = false;
-                while items.len() < cfg.frame_items
-                    && db.window.room() > 0
-                    && bytes < cfg.frame_bytes
-                {
+                self.frame.begin();
+                while n < cfg.frame_items && db.window.room() > 0 && bytes < cfg.frame_bytes {
                     match cursor
                         .try_next()
                         .await
@@ -842,13 +844,9 @@ impl<J: JournalSource> SlaveConn<J> {
                             db.in_flight_ids.push_back((it.end, it.logic_id));
                             db.acked_next_id.get_or_insert(it.logic_id);
                             let ti = db.v33.then_some((1, it.logic_id));
-                            items.push(frames::binlog_item(
-                                &table,
-                                it.end,
-                                ti,
-                                it.bytes,
-                                db.session_id,
-                            ));
+                            self.frame
+                                .item(&table, it.end, ti, &it.bytes, db.session_id);
+                            n += 1;
                         }
                         None => {
                             exhausted = true;
@@ -856,7 +854,7 @@ impl<J: JournalSource> SlaveConn<J> {
                         }
                     }
                 }
-                if items.is_empty() {
+                if n == 0 {
                     break;
                 }
                 db.frames.push_back(Frame {
@@ -866,8 +864,10 @@ impl<J: JournalSource> SlaveConn<J> {
                 });
                 db.last_send = Instant::now();
                 let room = db.window.room();
-                let r = frames::binlog_sync(items);
-                self.send(&r).await?;
+                self.w
+                    .send_raw(self.frame.finish())
+                    .await
+                    .map_err(|e| format!("write failed: {e}"))?;
                 self.update_status(&table);
                 if exhausted || room == 0 {
                     break;
