@@ -427,12 +427,27 @@ impl PositionStore {
         }
     }
 
+    /// As [`update`](Self::update) for a change that reports itself (`f` returns whether it
+    /// changed the map): applied in place, nothing copied (the per-ack path of every slave).
+    pub fn update_in_place(&self, key: &str, f: impl FnOnce(&mut PositionMap) -> bool) {
+        {
+            let mut g = self.maps.lock().unwrap();
+            if let Some(e) = g.get_mut(key) {
+                e.dirty |= f(&mut e.map);
+                return;
+            }
+        }
+        self.update(key, |m| {
+            f(m);
+        });
+    }
+
     /// Writes the map of `key` if it changed: at once if `now` or the slave drifted, else when
     /// the last write is old enough. The file is synced if `now` or the last sync is old enough.
     pub fn flush(&self, key: &str, now: bool) {
-        let Some(path) = self.file(key) else {
+        if self.dir.is_none() {
             return;
-        };
+        }
         let (text, sync) = {
             let mut g = self.maps.lock().unwrap();
             let Some(e) = g.get_mut(key) else { return };
@@ -448,6 +463,9 @@ impl PositionStore {
                 e.last_sync = e.last_write;
             }
             (e.map.encode(), sync)
+        };
+        let Some(path) = self.file(key) else {
+            return;
         };
         if let Err(e) = write_atomic(&path, text.as_bytes(), sync) {
             warn!(

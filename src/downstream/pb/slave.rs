@@ -225,10 +225,7 @@ impl<J: JournalSource> SlaveConn<J> {
     }
 
     fn who(&self) -> String {
-        match &self.key {
-            Some(k) => format!("slave {k} (from {})", self.peer),
-            None => format!("peer {}", self.peer),
-        }
+        who(&self.key, self.peer)
     }
 
     async fn send(&mut self, msg: &crate::formats::pb::InnerResponse) -> Result<(), String> {
@@ -543,16 +540,20 @@ impl<J: JournalSource> SlaveConn<J> {
         let table = b.table_name.clone();
         let start = BinlogPos::new(b.ack_range_start.filenum, b.ack_range_start.offset);
         let end = BinlogPos::new(b.ack_range_end.filenum, b.ack_range_end.offset);
-        let who = self.who();
         let key = self.map_key(&table);
         let Some(db) = self.dbs.get(&table) else {
-            debug!("downstream: {who}: BinlogSync for {table} which has no session; dropped");
+            debug!(
+                "downstream: {}: BinlogSync for {table} which has no session; dropped",
+                self.who()
+            );
             return Ok(());
         };
         if b.session_id != db.session_id {
             debug!(
-                "downstream: {who}: BinlogSync with stale session {} (current {}); dropped",
-                b.session_id, db.session_id
+                "downstream: {}: BinlogSync with stale session {} (current {}); dropped",
+                self.who(),
+                b.session_id,
+                db.session_id
             );
             return Ok(());
         }
@@ -607,7 +608,8 @@ impl<J: JournalSource> SlaveConn<J> {
                 m.learn(start, relay_start);
             });
             info!(
-                "downstream: {who}: {table} streaming from {start}{} ({} protocol)",
+                "downstream: {}: {table} streaming from {start}{} ({} protocol)",
+                who(&self.key, self.peer),
                 if start == relay_start {
                     String::new()
                 } else {
@@ -653,9 +655,9 @@ impl<J: JournalSource> SlaveConn<J> {
                 db.frames.pop_front();
             }
             db.slave_at = Some(end);
-            self.shared.positions.update(&key, |m| {
-                m.learn(end, relay_end);
-            });
+            self.shared
+                .positions
+                .update_in_place(&key, |m| m.learn(end, relay_end));
             self.shared.positions.flush(&key, false);
             while let Some(&(end, id)) = db.in_flight_ids.front() {
                 if end > acked {
@@ -820,6 +822,7 @@ impl<J: JournalSource> SlaveConn<J> {
                 };
                 let mut n = 0usize;
                 let mut sizes = Vec::new();
+                let (mut first_end, mut last_end) = (BinlogPos::default(), BinlogPos::default());
                 let mut bytes = 0usize;
                 let mut exhausted = false;
                 self.frame.begin();
@@ -839,7 +842,11 @@ impl<J: JournalSource> SlaveConn<J> {
                             bytes += it.bytes.len();
                             let relog = positions::relogged_by_31(&it.bytes)
                                 .then(|| positions::relogged_len_range(&it.bytes));
-                            sizes.push((it.end, it.bytes.len() as u64, relog));
+                            if n == 0 {
+                                first_end = it.end;
+                            }
+                            last_end = it.end;
+                            sizes.push((it.bytes.len() as u64, relog));
                             db.window.push(it.end);
                             db.in_flight_ids.push_back((it.end, it.logic_id));
                             db.acked_next_id.get_or_insert(it.logic_id);
@@ -858,9 +865,9 @@ impl<J: JournalSource> SlaveConn<J> {
                     break;
                 }
                 db.frames.push_back(Frame {
-                    first_end: sizes[0].0,
-                    last_end: sizes[sizes.len() - 1].0,
-                    items: sizes.iter().map(|&(_, l, r)| (l, r)).collect(),
+                    first_end,
+                    last_end,
+                    items: sizes,
                 });
                 db.last_send = Instant::now();
                 let room = db.window.room();
@@ -876,6 +883,14 @@ impl<J: JournalSource> SlaveConn<J> {
             }
         }
         Ok(more)
+    }
+}
+
+/// The slave (once it announced itself) or the peer, for log lines.
+fn who(key: &Option<String>, peer: SocketAddr) -> String {
+    match key {
+        Some(k) => format!("slave {k} (from {peer})"),
+        None => format!("peer {peer}"),
     }
 }
 
