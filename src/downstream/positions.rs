@@ -156,6 +156,11 @@ pub fn advance(pos: BinlogPos, len: u64, file_size: u64) -> BinlogPos {
 
 /// The command name of an encoded 3.x binlog item (34-byte header, then RESP), lower-cased.
 pub fn command_name(item: &[u8]) -> Option<Vec<u8>> {
+    raw_command_name(item).map(|n| n.to_ascii_lowercase())
+}
+
+/// The command name of a binlog item as written (any case), without copying it.
+fn raw_command_name(item: &[u8]) -> Option<&[u8]> {
     let c = item.get(crate::formats::item::ITEM_HEADER_LEN..)?;
     let c = c.strip_prefix(b"*")?;
     let nl = c.iter().position(|&b| b == b'\n')?;
@@ -165,15 +170,17 @@ pub fn command_name(item: &[u8]) -> Option<Vec<u8>> {
         .ok()?
         .parse()
         .ok()?;
-    Some(c.get(nl + 1..nl + 1 + len)?.to_ascii_lowercase())
+    c.get(nl + 1..nl + 1 + len)
 }
 
 /// Whether a 3.1 slave re-logs this item in a form of another size (`set key <new value>`).
+/// Called for every item sent to every slave: compares in place, allocates nothing.
 pub fn relogged_by_31(item: &[u8]) -> bool {
-    matches!(
-        command_name(item).as_deref(),
-        Some(b"incr" | b"incrby" | b"decr" | b"decrby" | b"incrbyfloat")
-    )
+    raw_command_name(item).is_some_and(|n| {
+        [&b"incr"[..], b"incrby", b"decr", b"decrby", b"incrbyfloat"]
+            .iter()
+            .any(|c| n.eq_ignore_ascii_case(c))
+    })
 }
 
 /// The range of sizes a 3.1 slave's `set key <value>` form of the counter `item` can have:
@@ -181,7 +188,8 @@ pub fn relogged_by_31(item: &[u8]) -> bool {
 pub fn relogged_len_range(item: &[u8]) -> (u64, u64) {
     let header = crate::formats::item::ITEM_HEADER_LEN as u64;
     let key_len = key_len(item).unwrap_or(0) as u64;
-    let max_val = if command_name(item).as_deref() == Some(b"incrbyfloat") {
+    let max_val = if raw_command_name(item).is_some_and(|n| n.eq_ignore_ascii_case(b"incrbyfloat"))
+    {
         64
     } else {
         20
@@ -419,12 +427,27 @@ impl PositionStore {
         }
     }
 
+    /// As [`update`](Self::update) for a change that reports itself (`f` returns whether it
+    /// changed the map): applied in place, nothing copied (the per-ack path of every slave).
+    pub fn update_in_place(&self, key: &str, f: impl FnOnce(&mut PositionMap) -> bool) {
+        {
+            let mut g = self.maps.lock().unwrap();
+            if let Some(e) = g.get_mut(key) {
+                e.dirty |= f(&mut e.map);
+                return;
+            }
+        }
+        self.update(key, |m| {
+            f(m);
+        });
+    }
+
     /// Writes the map of `key` if it changed: at once if `now` or the slave drifted, else when
     /// the last write is old enough. The file is synced if `now` or the last sync is old enough.
     pub fn flush(&self, key: &str, now: bool) {
-        let Some(path) = self.file(key) else {
+        if self.dir.is_none() {
             return;
-        };
+        }
         let (text, sync) = {
             let mut g = self.maps.lock().unwrap();
             let Some(e) = g.get_mut(key) else { return };
@@ -440,6 +463,9 @@ impl PositionStore {
                 e.last_sync = e.last_write;
             }
             (e.map.encode(), sync)
+        };
+        let Some(path) = self.file(key) else {
+            return;
         };
         if let Err(e) = write_atomic(&path, text.as_bytes(), sync) {
             warn!(

@@ -87,4 +87,9 @@ impl Writer {
     pub async fn send(&mut self, msg: &InnerResponse) -> std::io::Result<()> {
         self.wr.write_all(&pb::encode_frame(msg)).await
     }
+
+    /// Sends an already encoded frame (length prefix included).
+    pub async fn send_raw(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.wr.write_all(frame).await
+    }
 }

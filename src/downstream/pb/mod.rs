@@ -3,6 +3,7 @@
 //! ([`slave`]); each streams from its own journal cursor, so none can slow the others.
 
 pub mod conn;
+pub mod encode;
 pub mod frames;
 pub mod slave;
 

@@ -12,6 +12,7 @@
 //! and answered once it has one; a new epoch is announced to streaming slaves by a session change.
 
 use super::conn::{spawn_reader, ReadEnd, Writer};
+use super::encode::BinlogFrame;
 use super::frames;
 use super::{PushRequest, Shared};
 use crate::downstream::positions::{self, PositionStore, Resolved};
@@ -89,6 +90,8 @@ struct SlaveConn<J: JournalSource> {
     pushes: HashMap<String, tokio::task::AbortHandle>,
     /// Since when the slave has been told (by a session change) that its epoch ended.
     told_new_epoch: Option<Instant>,
+    /// The BinlogSync frame being built (its buffer reused from frame to frame).
+    frame: BinlogFrame,
 }
 
 /// Serves one slave connection until it closes, misbehaves or the relay shuts down.
@@ -111,6 +114,7 @@ pub async fn run<J: JournalSource>(stream: TcpStream, peer: SocketAddr, shared: 
         held_ping: Instant::now(),
         pushes: HashMap::new(),
         told_new_epoch: None,
+        frame: BinlogFrame::default(),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut more = false;
@@ -221,10 +225,7 @@ impl<J: JournalSource> SlaveConn<J> {
     }
 
     fn who(&self) -> String {
-        match &self.key {
-            Some(k) => format!("slave {k} (from {})", self.peer),
-            None => format!("peer {}", self.peer),
-        }
+        who(&self.key, self.peer)
     }
 
     async fn send(&mut self, msg: &crate::formats::pb::InnerResponse) -> Result<(), String> {
@@ -539,16 +540,20 @@ impl<J: JournalSource> SlaveConn<J> {
         let table = b.table_name.clone();
         let start = BinlogPos::new(b.ack_range_start.filenum, b.ack_range_start.offset);
         let end = BinlogPos::new(b.ack_range_end.filenum, b.ack_range_end.offset);
-        let who = self.who();
         let key = self.map_key(&table);
         let Some(db) = self.dbs.get(&table) else {
-            debug!("downstream: {who}: BinlogSync for {table} which has no session; dropped");
+            debug!(
+                "downstream: {}: BinlogSync for {table} which has no session; dropped",
+                self.who()
+            );
             return Ok(());
         };
         if b.session_id != db.session_id {
             debug!(
-                "downstream: {who}: BinlogSync with stale session {} (current {}); dropped",
-                b.session_id, db.session_id
+                "downstream: {}: BinlogSync with stale session {} (current {}); dropped",
+                self.who(),
+                b.session_id,
+                db.session_id
             );
             return Ok(());
         }
@@ -603,7 +608,8 @@ impl<J: JournalSource> SlaveConn<J> {
                 m.learn(start, relay_start);
             });
             info!(
-                "downstream: {who}: {table} streaming from {start}{} ({} protocol)",
+                "downstream: {}: {table} streaming from {start}{} ({} protocol)",
+                who(&self.key, self.peer),
                 if start == relay_start {
                     String::new()
                 } else {
@@ -649,9 +655,9 @@ impl<J: JournalSource> SlaveConn<J> {
                 db.frames.pop_front();
             }
             db.slave_at = Some(end);
-            self.shared.positions.update(&key, |m| {
-                m.learn(end, relay_end);
-            });
+            self.shared
+                .positions
+                .update_in_place(&key, |m| m.learn(end, relay_end));
             self.shared.positions.flush(&key, false);
             while let Some(&(end, id)) = db.in_flight_ids.front() {
                 if end > acked {
@@ -814,14 +820,13 @@ impl<J: JournalSource> SlaveConn<J> {
                 let Some(cursor) = db.cursor.as_mut() else {
                     break;
                 };
-                let mut items = Vec::new();
+                let mut n = 0usize;
                 let mut sizes = Vec::new();
+                let (mut first_end, mut last_end) = (BinlogPos::default(), BinlogPos::default());
                 let mut bytes = 0usize;
                 let mut exhausted = false;
-                while items.len() < cfg.frame_items
-                    && db.window.room() > 0
-                    && bytes < cfg.frame_bytes
-                {
+                self.frame.begin();
+                while n < cfg.frame_items && db.window.room() > 0 && bytes < cfg.frame_bytes {
                     match cursor
                         .try_next()
                         .await
@@ -837,18 +842,18 @@ impl<J: JournalSource> SlaveConn<J> {
                             bytes += it.bytes.len();
                             let relog = positions::relogged_by_31(&it.bytes)
                                 .then(|| positions::relogged_len_range(&it.bytes));
-                            sizes.push((it.end, it.bytes.len() as u64, relog));
+                            if n == 0 {
+                                first_end = it.end;
+                            }
+                            last_end = it.end;
+                            sizes.push((it.bytes.len() as u64, relog));
                             db.window.push(it.end);
                             db.in_flight_ids.push_back((it.end, it.logic_id));
                             db.acked_next_id.get_or_insert(it.logic_id);
                             let ti = db.v33.then_some((1, it.logic_id));
-                            items.push(frames::binlog_item(
-                                &table,
-                                it.end,
-                                ti,
-                                it.bytes,
-                                db.session_id,
-                            ));
+                            self.frame
+                                .item(&table, it.end, ti, &it.bytes, db.session_id);
+                            n += 1;
                         }
                         None => {
                             exhausted = true;
@@ -856,18 +861,20 @@ impl<J: JournalSource> SlaveConn<J> {
                         }
                     }
                 }
-                if items.is_empty() {
+                if n == 0 {
                     break;
                 }
                 db.frames.push_back(Frame {
-                    first_end: sizes[0].0,
-                    last_end: sizes[sizes.len() - 1].0,
-                    items: sizes.iter().map(|&(_, l, r)| (l, r)).collect(),
+                    first_end,
+                    last_end,
+                    items: sizes,
                 });
                 db.last_send = Instant::now();
                 let room = db.window.room();
-                let r = frames::binlog_sync(items);
-                self.send(&r).await?;
+                self.w
+                    .send_raw(self.frame.finish())
+                    .await
+                    .map_err(|e| format!("write failed: {e}"))?;
                 self.update_status(&table);
                 if exhausted || room == 0 {
                     break;
@@ -876,6 +883,14 @@ impl<J: JournalSource> SlaveConn<J> {
             }
         }
         Ok(more)
+    }
+}
+
+/// The slave (once it announced itself) or the peer, for log lines.
+fn who(key: &Option<String>, peer: SocketAddr) -> String {
+    match key {
+        Some(k) => format!("slave {k} (from {peer})"),
+        None => format!("peer {peer}"),
     }
 }
 
