@@ -8,11 +8,10 @@ mod net;
 #[path = "support/relay.rs"]
 mod relay;
 
-use pika_relay::relay::RelayHandle;
-use pika_relay::sim::new_slave::{DbState, NewSlave, NewSlaveConfig, SlaveVersion};
-use pika_relay::sim::old_master::{unix_now, Flavor, OldMaster};
+use pika_relay::sim::new_slave::{NewSlave, NewSlaveConfig, SlaveVersion};
+use pika_relay::sim::old_master::{Flavor, OldMaster};
 use pika_relay::sim::workload;
-use relay::{master_config, start_relay, start_relay_with};
+use relay::{converged, master_config, start_relay, start_relay_with};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -51,42 +50,6 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
         .sum()
 }
 
-async fn converged(m: &OldMaster, relay: &RelayHandle, s: &NewSlave, name: &str) {
-    let want_lines = m.keyspace().lines(unix_now());
-    let r = tokio::time::timeout(T, async {
-        loop {
-            let end = relay.status().journal_end;
-            let v = s.view();
-            if v.state == DbState::Connected
-                && v.producer == end
-                && s.lines(unix_now()) == want_lines
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    if r.is_err() {
-        let got = s.lines(unix_now());
-        let missing: Vec<_> = want_lines
-            .iter()
-            .filter(|l| !got.contains(l))
-            .take(5)
-            .collect();
-        let extra: Vec<_> = got
-            .iter()
-            .filter(|l| !want_lines.contains(l))
-            .take(5)
-            .collect();
-        panic!(
-            "{name} did not converge: {:?}; relay {:?}; missing {missing:?}; extra {extra:?}",
-            s.view(),
-            relay.status().journal_end
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_master_through_the_relay_to_new_slaves_with_a_restart() {
     let _ = tracing_subscriber::fmt()
@@ -111,7 +74,7 @@ async fn old_master_through_the_relay_to_new_slaves_with_a_restart() {
     )
     .await;
     write_round(&master, "w2");
-    converged(&master, &relay, &s1, "s1").await;
+    converged(&master, &relay, &s1, "s1", T).await;
     assert_eq!(s1.view().full_syncs, 1, "s1 loaded the relay's dump");
     let st = relay.status();
     assert_eq!(st.epoch, 1, "one upstream full sync");
@@ -138,8 +101,8 @@ async fn old_master_through_the_relay_to_new_slaves_with_a_restart() {
     )
     .await;
     write_round(&master, "w3");
-    converged(&master, &relay, &s2, "s2").await;
-    converged(&master, &relay, &s1, "s1").await;
+    converged(&master, &relay, &s2, "s2", T).await;
+    converged(&master, &relay, &s1, "s1", T).await;
 
     // INFO over port R as redis-cli asks it, and /metrics.
     let mut c = tokio::net::TcpStream::connect(relay.ports.admin)
@@ -172,8 +135,8 @@ async fn old_master_through_the_relay_to_new_slaves_with_a_restart() {
     write_round(&master, "w4");
     let relay = start_relay(&master, port, &data).await;
     write_round(&master, "w5");
-    converged(&master, &relay, &s1, "s1 after restart").await;
-    converged(&master, &relay, &s2, "s2 after restart").await;
+    converged(&master, &relay, &s1, "s1 after restart", T).await;
+    converged(&master, &relay, &s2, "s2 after restart", T).await;
     assert_eq!(
         relay.status().epoch,
         1,
@@ -211,12 +174,12 @@ async fn a_streaming_slave_follows_the_journal_across_file_rotations() {
     cfg.reconnect_delay = Duration::from_millis(300);
     cfg.meta_sync_interval = Duration::from_millis(300);
     let s1 = NewSlave::start(cfg).await.unwrap();
-    converged(&master, &relay, &s1, "s1 after its full sync").await;
+    converged(&master, &relay, &s1, "s1 after its full sync", T).await;
     let first = relay.status().journal_end;
     for i in 0..40 {
         write_round(&master, &format!("r{i}"));
     }
-    converged(&master, &relay, &s1, "s1 across rotations").await;
+    converged(&master, &relay, &s1, "s1 across rotations", T).await;
     let end = relay.status().journal_end;
     assert!(
         end.filenum >= first.filenum + 5,

@@ -8,11 +8,10 @@ mod net;
 #[path = "support/relay.rs"]
 mod relay;
 
-use pika_relay::relay::RelayHandle;
-use pika_relay::sim::new_slave::{DbState, NewSlave, NewSlaveConfig, SlaveVersion};
-use pika_relay::sim::old_master::{unix_now, Flavor, OldMaster};
+use pika_relay::sim::new_slave::{NewSlave, NewSlaveConfig, SlaveVersion};
+use pika_relay::sim::old_master::{Flavor, OldMaster};
 use pika_relay::sim::workload;
-use relay::{master_config, start_relay};
+use relay::{converged, master_config, start_relay};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -49,34 +48,6 @@ async fn slave(port: u16, dir: &std::path::Path, relay_port: u16, v: SlaveVersio
     cfg.version = v;
     cfg.reconnect_delay = Duration::from_millis(300);
     NewSlave::start(cfg).await.unwrap()
-}
-
-async fn converged(m: &OldMaster, relay: &RelayHandle, s: &NewSlave, name: &str) {
-    let r = tokio::time::timeout(T, async {
-        loop {
-            let end = relay.status().journal_end;
-            let v = s.view();
-            if v.state == DbState::Connected
-                && v.producer == end
-                && s.lines(unix_now()) == m.keyspace().lines(unix_now())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    if r.is_err() {
-        let want = m.keyspace().lines(unix_now());
-        let got = s.lines(unix_now());
-        let missing: Vec<_> = want.iter().filter(|l| !got.contains(l)).take(5).collect();
-        let extra: Vec<_> = got.iter().filter(|l| !want.contains(l)).take(5).collect();
-        panic!(
-            "{name} did not converge: {:?}; relay {:?}; missing {missing:?}; extra {extra:?}",
-            s.view(),
-            relay.status()
-        );
-    }
 }
 
 async fn wait_until(mut f: impl FnMut() -> bool) -> bool {
@@ -132,7 +103,7 @@ async fn a_2_3_master_reaches_3_2_and_3_3_slaves_through_a_converted_dump() {
     std::fs::remove_file(&blocker).unwrap();
 
     write_round(&master, "w2");
-    converged(&master, &relay, &s1, "s1 (3.2)").await;
+    converged(&master, &relay, &s1, "s1 (3.2)", T).await;
     assert_eq!(s1.view().full_syncs, 1);
     let st = relay.status();
     assert_eq!(st.epoch, 1);
@@ -158,8 +129,8 @@ async fn a_2_3_master_reaches_3_2_and_3_3_slaves_through_a_converted_dump() {
     )
     .await;
     write_round(&master, "w3");
-    converged(&master, &relay, &s2, "s2 (3.3)").await;
-    converged(&master, &relay, &s1, "s1 (3.2)").await;
+    converged(&master, &relay, &s2, "s2 (3.3)", T).await;
+    converged(&master, &relay, &s1, "s1 (3.2)", T).await;
     assert_eq!(s2.view().full_syncs, 1);
     assert_eq!(
         relay.status().epoch,

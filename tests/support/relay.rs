@@ -5,8 +5,9 @@
 
 use pika_relay::config::Config;
 use pika_relay::relay::{Relay, RelayHandle, Tuning};
+use pika_relay::sim::new_slave::{DbState, NewSlave};
 use pika_relay::sim::old_master::{
-    Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
+    unix_now, Flavor, MasterTimings, OldMaster, OldMasterConfig, RsyncCliDelivery,
 };
 use pika_relay::upstream::Timings;
 use std::sync::Arc;
@@ -46,4 +47,40 @@ pub fn master_config(flavor: Flavor, dumps: std::path::PathBuf) -> OldMasterConf
     mcfg.timings = MasterTimings::fast();
     mcfg.delivery = Some(Arc::new(RsyncCliDelivery::as_recorded(flavor)));
     mcfg
+}
+
+/// Waits up to `within` until slave `s` is connected, at the relay's journal end, and holds
+/// exactly the master's data; otherwise panics naming what is missing and what is extra.
+pub async fn converged(
+    m: &OldMaster,
+    relay: &RelayHandle,
+    s: &NewSlave,
+    name: &str,
+    within: Duration,
+) {
+    let r = tokio::time::timeout(within, async {
+        loop {
+            let end = relay.status().journal_end;
+            let v = s.view();
+            if v.state == DbState::Connected
+                && v.producer == end
+                && s.lines(unix_now()) == m.keyspace().lines(unix_now())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if r.is_err() {
+        let got = s.lines(unix_now());
+        let want = m.keyspace().lines(unix_now());
+        let missing: Vec<_> = want.iter().filter(|l| !got.contains(l)).take(5).collect();
+        let extra: Vec<_> = got.iter().filter(|l| !want.contains(l)).take(5).collect();
+        panic!(
+            "{name} did not converge: {:?}; relay {:?}; missing {missing:?}; extra {extra:?}",
+            s.view(),
+            relay.status()
+        );
+    }
 }
