@@ -43,6 +43,10 @@ pub struct TargetSection {
     pub batch_cmds: usize,
     /// Most batches on the wire at once per connection (each with its own marker).
     pub in_flight: usize,
+    /// Send runs of plain `set key value` as one `MSET` (one command for the target to run;
+    /// a batch of nothing else carries its marker inside that `MSET`, atomic without `MULTI`).
+    /// Turn off for a target or proxy without `MSET` across keys (Redis Cluster).
+    pub coalesce_sets: bool,
 }
 
 impl Default for TargetSection {
@@ -54,6 +58,7 @@ impl Default for TargetSection {
             on_error: crate::downstream::resp::OnError::Stop,
             batch_cmds: 1000,
             in_flight: 1,
+            coalesce_sets: true,
         }
     }
 }
@@ -72,6 +77,7 @@ impl TargetSection {
         c.on_error = self.on_error;
         c.batch_cmds = self.batch_cmds.max(1);
         c.in_flight = self.in_flight.max(1);
+        c.coalesce_sets = self.coalesce_sets;
         c.state_path = Some(crate::downstream::resp::marker::state_path(
             data_dir, &c.name,
         ));

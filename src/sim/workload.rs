@@ -69,3 +69,19 @@ pub fn small_sets(tag: &str, n: usize) -> impl Iterator<Item = Command> + '_ {
         ]
     })
 }
+
+/// `n` small writes of four kinds in turn, one new key each (`<tag>:<i>`): a 64-byte `set`, an
+/// `hset` of one 64-byte field, an `lpush` of one 64-byte value and an `incr`. For load where not
+/// every command is a plain `set`.
+pub fn small_mixed(tag: &str, n: usize) -> impl Iterator<Item = Command> + '_ {
+    (0..n).map(move |i| {
+        let key = format!("{tag}:{i}").into_bytes();
+        let v = vec![b'x'; 64];
+        match i % 4 {
+            0 => vec![b"set".to_vec(), key, v],
+            1 => vec![b"hset".to_vec(), key, b"f".to_vec(), v],
+            2 => vec![b"lpush".to_vec(), key, v],
+            _ => vec![b"incr".to_vec(), key],
+        }
+    })
+}

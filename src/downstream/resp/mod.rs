@@ -21,6 +21,9 @@
 //!   redone load is exact). The relay's data dir keeps a copy of the applied position
 //!   (`targets/<name>.applied`) for INFO and to keep the journal from being purged while the
 //!   target is away; the marker on the target is the authority.
+//! - **Runs of plain `set`s** ([`coalesce`]): consecutive `set k v` of one batch go as one
+//!   `MSET`; a batch of nothing else carries its marker inside that `MSET` (atomic on its own)
+//!   instead of `MULTI … EXEC`.
 //! - **Targets without `MULTI`** (Pika ≤ 3.4 and Codis as plain clients): batches are sent as
 //!   plain pipelined commands followed by the marker `SET`. What remains is *at least once with a
 //!   bounded window*: a relay killed after the target applied part of a batch but before the
@@ -40,6 +43,7 @@
 //!   no rollback) and the refused command is not retried. A target that goes away is reconnected
 //!   with backoff (0.2 s doubling to `max_backoff`) and resumes from its markers.
 
+pub mod coalesce;
 pub mod conn;
 pub mod fullsync;
 pub mod marker;
@@ -87,6 +91,8 @@ pub struct SinkConfig {
     pub batch_bytes: usize,
     /// Most batches on the wire at once per connection.
     pub in_flight: usize,
+    /// Runs of plain `set`s go as one `MSET` ([`writer`]).
+    pub coalesce_sets: bool,
     /// Most members per full-sync command.
     pub max_members: usize,
     /// Data-dir copy of the applied position; `None` keeps none.
@@ -108,6 +114,7 @@ impl SinkConfig {
             batch_cmds: 1000,
             batch_bytes: 4 << 20,
             in_flight: 1,
+            coalesce_sets: true,
             max_members: 512,
             state_path: None,
             reply_timeout: Duration::from_secs(60),

@@ -383,6 +383,7 @@ impl<J: JournalSource> Session<'_, J> {
             batch_cmds: self.cfg.batch_cmds,
             batch_bytes: self.cfg.batch_bytes,
             in_flight: self.cfg.in_flight,
+            coalesce_sets: self.cfg.coalesce_sets,
         };
         let resume = if *self.force_full {
             info!(

@@ -80,7 +80,8 @@ pub fn put_cmd(out: &mut BytesMut, parts: &[&[u8]]) {
     }
 }
 
-fn put_head(out: &mut BytesMut, t: u8, n: usize) {
+/// Writes a RESP header (`*<n>` or `$<n>`) and its CRLF.
+pub(crate) fn put_head(out: &mut BytesMut, t: u8, n: usize) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut v = n;

@@ -17,6 +17,7 @@
 //! ([`super::wire::pipeline_safe`]), which the target may refuse for a reason of their own
 //! (unknown name, arity), travel in a batch of their own with nothing else in flight.
 
+use super::coalesce::{plain_set_pairs, SetRun};
 use super::conn::{ConnError, RespConn};
 use super::marker::{marker_key, Marker};
 use super::wire::{error_text, exec_reply, put_cmd, reply_len, ExecReply};
@@ -137,6 +138,8 @@ pub struct WriterCtx {
     pub batch_bytes: usize,
     /// Most batches on the wire at once.
     pub in_flight: usize,
+    /// Runs of plain `set`s go as one `MSET` ([`super::coalesce`]).
+    pub coalesce_sets: bool,
 }
 
 /// One batch on the wire, waiting for its replies.
@@ -147,8 +150,14 @@ struct Flight {
     wire: Bytes,
     /// The data commands, encoded.
     data: Bytes,
-    /// Journal position of each data command (`None`: full sync).
+    /// Journal position of each data command (`None`: full sync); for an `MSET` of a run of
+    /// `set`s, the position of the first.
     ats: Vec<Option<BinlogPos>>,
+    /// Journal commands each data command stands for (more than one for an `MSET` run).
+    sizes: Vec<u32>,
+    /// One `MSET` that carries the markers as its last pairs: a single reply settles it, and an
+    /// error means nothing of it was applied.
+    atomic: bool,
     /// Marker `SET`s after the data.
     markers: Vec<Argv>,
     /// Items completed with it.
@@ -171,7 +180,15 @@ impl Flight {
     }
 
     fn expected(&self) -> usize {
+        if self.atomic {
+            return 1;
+        }
         self.n() + self.markers.len() + if self.tx { 2 } else { 0 }
+    }
+
+    /// Journal commands the batch applies.
+    fn count(&self) -> u64 {
+        self.sizes.iter().map(|&k| u64::from(k)).sum()
     }
 
     /// The data command at `idx`, decoded (error paths only).
@@ -193,6 +210,7 @@ impl Flight {
     fn without(mut self, drop: &[usize]) -> Flight {
         let mut data = BytesMut::with_capacity(self.data.len());
         let mut ats = Vec::with_capacity(self.ats.len());
+        let mut sizes = Vec::with_capacity(self.ats.len());
         let mut p = 0;
         for (i, at) in self.ats.iter().enumerate() {
             let l = match reply_len(&self.data[p..]) {
@@ -202,12 +220,19 @@ impl Flight {
             if drop.binary_search(&i).is_err() {
                 data.extend_from_slice(&self.data[p..p + l]);
                 ats.push(*at);
+                sizes.push(self.sizes[i]);
             }
             p += l;
         }
         self.data = data.freeze();
         self.wire = Bytes::new();
         self.ats = ats;
+        self.sizes = sizes;
+        if self.atomic {
+            // The markers travelled inside the dropped MSET: they go as plain SETs now.
+            self.atomic = false;
+            self.tx = false;
+        }
         self.reset();
         self
     }
@@ -227,6 +252,32 @@ enum Outcome {
     Refused(String),
 }
 
+/// The marker `SET`s of a batch ending at `m`: this connection's, or every connection's (`all`).
+fn marker_cmds(ctx: &WriterCtx, m: Marker, all: bool) -> Vec<Argv> {
+    let conns: Vec<usize> = if all {
+        (0..ctx.conns).collect()
+    } else {
+        vec![ctx.conn]
+    };
+    conns
+        .into_iter()
+        .map(|c| vec![b"SET".to_vec(), marker_key(&ctx.name, c), m.encode()])
+        .collect()
+}
+
+/// Closes the run of sets gathered so far (if any) into one `MSET` data command.
+fn flush_run(
+    run: &mut SetRun,
+    data: &mut BytesMut,
+    ats: &mut Vec<Option<BinlogPos>>,
+    sizes: &mut Vec<u32>,
+) {
+    if !run.is_empty() {
+        ats.push(run.first());
+        sizes.push(run.flush(data, &[]) as u32);
+    }
+}
+
 /// Runs a writer until its channel closes (`None`) or it fails.
 pub async fn run(
     mut conn: RespConn,
@@ -241,6 +292,7 @@ pub async fn run(
         flights: VecDeque::new(),
         resend: VecDeque::new(),
         waiting_since: Instant::now(),
+        run: SetRun::default(),
     };
     w.run(&mut conn, rx).await.err()
 }
@@ -259,6 +311,8 @@ struct Writer {
     resend: VecDeque<Flight>,
     /// Since when the oldest flight waits for a reply.
     waiting_since: Instant,
+    /// `set`s gathered for the next `MSET` (kept for its buffer).
+    run: SetRun,
 }
 
 fn lost(e: ConnError) -> WriterEnd {
@@ -328,18 +382,6 @@ impl Writer {
         }
     }
 
-    fn marker_cmds(&self, m: Marker, all: bool) -> Vec<Argv> {
-        let conns: Vec<usize> = if all {
-            (0..self.ctx.conns).collect()
-        } else {
-            vec![self.ctx.conn]
-        };
-        conns
-            .into_iter()
-            .map(|c| vec![b"SET".to_vec(), marker_key(&self.ctx.name, c), m.encode()])
-            .collect()
-    }
-
     /// The next batch to send, if the window allows one. Fences and already-applied items that
     /// need no batch of their own ride with the last batch in flight.
     fn next_flight(&mut self) -> Option<Flight> {
@@ -376,28 +418,33 @@ impl Writer {
                 0
             };
             let mut ats = Vec::with_capacity(self.pending.len().min(self.ctx.batch_cmds));
+            let mut sizes: Vec<u32> = Vec::with_capacity(ats.capacity());
+            let mut count = 0usize;
             let mut items = 0u64;
             let mut fences = Vec::new();
             let mut marker: Option<(Marker, bool)> = None;
+            let run = &mut self.run;
             while let Some(op) = self.pending.front() {
                 let boundary = matches!(op, Op::Barrier { .. } | Op::Item { solo: true, .. });
-                if boundary && (items > 0 || !ats.is_empty()) {
+                if boundary && (items > 0 || count > 0) {
                     break;
                 }
-                if ats.len() >= self.ctx.batch_cmds || data.len() - head >= self.ctx.batch_bytes {
+                if count >= self.ctx.batch_cmds
+                    || data.len() - head + run.bytes() >= self.ctx.batch_bytes
+                {
                     break;
                 }
                 let op = self.pending.pop_front().expect("front");
-                let (at, cmds, all, next_id) = match op {
+                let (at, cmds, all, next_id, item) = match op {
                     Op::Fence(tx) => {
                         fences.push(tx);
                         break;
                     }
-                    Op::Load(cmds) => (None, cmds, false, 0),
+                    Op::Load(cmds) => (None, cmds, false, 0, false),
                     Op::Item {
                         end, next_id, cmds, ..
-                    } => (Some(end), cmds, false, next_id),
-                    Op::Barrier { end, next_id, cmds } => (Some(end), cmds, true, next_id),
+                    } => (Some(end), cmds, false, next_id, true),
+                    Op::Barrier { end, next_id, cmds } => (Some(end), cmds, true, next_id, false),
                 };
                 if let Some(end) = at {
                     items += 1;
@@ -415,13 +462,52 @@ impl Writer {
                     };
                     marker = Some((m, all || marker.is_some_and(|(_, a)| a)));
                 }
-                data.extend_from_slice(&cmds.wire);
-                ats.extend(std::iter::repeat_n(at, cmds.n));
+                count += cmds.n;
+                match plain_set_pairs(&cmds.wire)
+                    .filter(|_| item && cmds.n == 1 && self.ctx.coalesce_sets)
+                {
+                    Some(pairs) => run.push(pairs, at),
+                    None => {
+                        flush_run(run, &mut data, &mut ats, &mut sizes);
+                        data.extend_from_slice(&cmds.wire);
+                        ats.extend(std::iter::repeat_n(at, cmds.n));
+                        sizes.extend(std::iter::repeat_n(1, cmds.n));
+                    }
+                }
                 if boundary {
                     break;
                 }
             }
-            if ats.is_empty() && marker.is_none() {
+            let markers = marker
+                .map(|(m, all)| marker_cmds(&self.ctx, m, all))
+                .unwrap_or_default();
+            // A batch of nothing but one run of sets, on a target with transactions: the markers
+            // become the last pairs of its MSET (atomic on its own), with no MULTI/EXEC around.
+            if ats.is_empty() && !run.is_empty() && self.ctx.transactions && !markers.is_empty() {
+                let mut wire = BytesMut::with_capacity(run.bytes() + 64 + 96 * markers.len());
+                let first = run.first();
+                let extra: Vec<(&[u8], &[u8])> =
+                    markers.iter().map(|m| (&m[1][..], &m[2][..])).collect();
+                let n = run.flush(&mut wire, &extra);
+                let wire = wire.freeze();
+                return Some(Flight {
+                    tx: false,
+                    wire: wire.clone(),
+                    data: wire,
+                    ats: vec![first],
+                    sizes: vec![n as u32],
+                    atomic: true,
+                    markers,
+                    items,
+                    fences,
+                    solo,
+                    got: 0,
+                    errs: Vec::new(),
+                    multi_err: None,
+                });
+            }
+            flush_run(run, &mut data, &mut ats, &mut sizes);
+            if ats.is_empty() && markers.is_empty() {
                 // Nothing to send: complete with the last batch in flight, or now.
                 match self.flights.back_mut() {
                     Some(f) => {
@@ -432,9 +518,6 @@ impl Writer {
                 }
                 continue;
             }
-            let markers = marker
-                .map(|(m, all)| self.marker_cmds(m, all))
-                .unwrap_or_default();
             let tx = self.ctx.transactions && !markers.is_empty();
             let data_end = data.len();
             for m in &markers {
@@ -454,6 +537,8 @@ impl Writer {
                 wire,
                 data,
                 ats,
+                sizes,
+                atomic: false,
                 markers,
                 items,
                 fences,
@@ -515,7 +600,20 @@ impl Writer {
             };
             let r = &buf[..len];
             let idx = f.got;
-            if f.tx && idx == 0 {
+            if f.atomic {
+                // One MSET with the markers inside: applied whole, or (an error) not at all.
+                let outcome = match error_text(r) {
+                    None => Outcome::Applied(Vec::new()),
+                    Some(e) => {
+                        f.errs.push((0, e.clone()));
+                        Outcome::Refused(e)
+                    }
+                };
+                conn.consume(len);
+                let f = self.flights.pop_front().expect("front");
+                self.waiting_since = Instant::now();
+                return Ok(Some((f, outcome)));
+            } else if f.tx && idx == 0 {
                 f.multi_err = error_text(r);
             } else if f.tx && idx == exp - 1 {
                 let outcome = match exec_reply(r) {
@@ -569,8 +667,12 @@ impl Writer {
             None if idx >= f.n() => "the sink's marker".to_string(),
             None => format!("full sync of epoch {}", self.ctx.epoch),
         };
+        let run = match f.sizes.get(idx) {
+            Some(&k) if k > 1 => format!(", {k} `set`s sent as one MSET"),
+            _ => String::new(),
+        };
         format!(
-            "the target refused `{}` (key `{key}`) from {at}: {err}",
+            "the target refused `{}` (key `{key}`{run}) from {at}: {err}",
             display_argv(&cmd, 48)
         )
     }
@@ -617,7 +719,7 @@ impl Writer {
                 if let Some(e) = first_err {
                     return Err(e);
                 }
-                self.stats.commands.fetch_add(n as u64, Ordering::Relaxed);
+                self.stats.commands.fetch_add(f.count(), Ordering::Relaxed);
                 self.complete(f.items, f.fences);
                 Ok(())
             }
