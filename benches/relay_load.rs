@@ -37,6 +37,10 @@
 //! backlog nobody read) panics: the bench fails instead of printing numbers. The goals of issue
 //! 15 are printed as explicit `GOAL ... met / NOT met` lines.
 //!
+//! Each run also prints the journal's commits over the run (count, p50/p99, longest, average
+//! `fdatasync` of data and of meta) from the relay's `INFO log`, to tell the disk's share of the
+//! lag; `LOAD_PREALLOC=<bytes>` sets `[journal] preallocate_bytes` (0 = off).
+//!
 //! `cargo bench --bench relay_load` (LOAD_ENTRIES=1000000 LOAD_RATE=50000
 //! LOAD_RUNS=1,2,8,1:always,1:apply,8:backlog LOAD_BACKLOG_GB=10 LOAD_BACKLOG_SECS=30)
 
@@ -449,6 +453,8 @@ struct Run {
     peak_rss: u64,
     journal_bytes: u64,
     load: String,
+    /// The journal's commits over the run ([`commits_between`]).
+    commits: String,
 }
 
 fn loadavg() -> String {
@@ -534,6 +540,7 @@ async fn baseline(n: u64) -> Run {
         peak_rss: 0,
         journal_bytes: 0,
         load: loadavg(),
+        commits: String::new(),
     }
 }
 
@@ -566,6 +573,68 @@ fn relay_info(admin: SocketAddr, section: &str) -> Option<String> {
     Client::connect(admin)?.info(section)
 }
 
+/// The journal's commit histogram and totals from the relay's `INFO log`.
+#[derive(Clone, Default)]
+struct Commits {
+    hist: Vec<u64>,
+    commits: f64,
+    avg_data_ms: f64,
+    avg_meta_ms: f64,
+    max_ms: f64,
+}
+
+fn relay_commits(admin: SocketAddr) -> Commits {
+    let Some(t) = relay_info(admin, "log") else {
+        return Commits::default();
+    };
+    let field = |line: &str, key: &str| -> f64 {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(key)?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mut c = Commits::default();
+    for l in t.lines() {
+        if let Some(h) = l.strip_prefix("journal_sync_hist_us:") {
+            c.hist = h.split(',').filter_map(|v| v.trim().parse().ok()).collect();
+        }
+        if let Some(rest) = l.strip_prefix("journal_syncs:") {
+            c.commits = field(rest, "commits=");
+            c.avg_data_ms = field(rest, "avg_data_ms=");
+            c.avg_meta_ms = field(rest, "avg_meta_ms=");
+            c.max_ms = field(rest, "max_ms=");
+        }
+    }
+    c
+}
+
+/// Commits between two readings: count, p50/p99 bucket bounds (ms), average data and meta sync
+/// (ms), and the relay's longest commit so far.
+fn commits_between(a: &Commits, b: &Commits) -> String {
+    use pika_relay::journal::sync_stats::SyncStatsView;
+    let d: Vec<u64> = b
+        .hist
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.saturating_sub(a.hist.get(i).copied().unwrap_or(0)))
+        .collect();
+    let n = b.commits - a.commits;
+    let avg = |x: f64, y: f64| {
+        if n > 0.0 {
+            (x * b.commits - y * a.commits) / n
+        } else {
+            0.0
+        }
+    };
+    format!(
+        "{n:.0} commits, p50 < {:.1} ms, p99 < {:.1} ms, max {:.1} ms; average fdatasync of data {:.2} ms + meta {:.2} ms",
+        SyncStatsView::quantile_us(&d, 0.5) as f64 / 1000.0,
+        SyncStatsView::quantile_us(&d, 0.99) as f64 / 1000.0,
+        b.max_ms,
+        avg(b.avg_data_ms, a.avg_data_ms),
+        avg(b.avg_meta_ms, a.avg_meta_ms),
+    )
+}
+
 async fn through_relay(n: u64, spec: Spec) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let mport = free_base(&[2000]);
@@ -573,17 +642,21 @@ async fn through_relay(n: u64, spec: Spec) -> Run {
     let maddr: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
     let port = free_base(&[1000, 2000, 3000]);
     let log = tmp.path().join("relay.log");
-    let journal_toml = if spec.mode == Mode::Always {
-        "sync = \"always\"\n"
+    let mut journal_toml = if spec.mode == Mode::Always {
+        "sync = \"always\"\n".to_string()
     } else {
-        ""
+        String::new()
     };
+    // LOAD_PREALLOC=<bytes>: the journal's pre-allocation chunk (0 = off; default: the relay's).
+    if let Ok(p) = std::env::var("LOAD_PREALLOC") {
+        journal_toml.push_str(&format!("preallocate_bytes = {p}\n"));
+    }
     let child = spawn_relay_with(
         &maddr.to_string(),
         port,
         &tmp.path().join("relay"),
         &log,
-        journal_toml,
+        &journal_toml,
     );
     let pid = child.id();
     let _relay = Proc(child);
@@ -634,6 +707,7 @@ async fn through_relay(n: u64, spec: Spec) -> Run {
     };
     let others0 = others();
     let cpu0 = cpu_secs(pid);
+    let commits0 = relay_commits(admin);
     let m2 = marks.clone();
     let d = tokio::task::spawn_blocking(move || drive(maddr, n, &m2))
         .await
@@ -660,6 +734,7 @@ async fn through_relay(n: u64, spec: Spec) -> Run {
     .await;
     let secs = d.t0.elapsed().as_secs_f64();
     let cpu = cpu_secs(pid) - cpu0;
+    let commits = commits_between(&commits0, &relay_commits(admin));
     let others1 = others();
     let others_cpu = [0, 1, 2].map(|i| others1[i] - others0[i]);
     stop.store(true, Ordering::SeqCst);
@@ -699,6 +774,7 @@ async fn through_relay(n: u64, spec: Spec) -> Run {
         peak_rss: peak.load(Ordering::Relaxed),
         journal_bytes: jb,
         load: loadavg(),
+        commits,
     }
 }
 
@@ -822,16 +898,26 @@ async fn backlog_run(spec: Spec) -> Backlog {
 
 /// Raw append + `fdatasync` of `bytes` bytes in 256 KiB chunks in a fresh file on the same disk
 /// as the relays' data: (seconds, fdatasync latencies in ms).
-fn raw_fsync(bytes: u64) -> (f64, Vec<f64>) {
+/// Writes `bytes` in 256 KiB pieces with an `fdatasync` after each: appending (the file grows)
+/// or, `prealloc`, over a file zero-filled 4 MiB at a time ahead (as the journal writes).
+fn raw_fsync(bytes: u64, prealloc: bool) -> (f64, Vec<f64>) {
+    use std::os::unix::fs::FileExt;
     let tmp = tempfile::tempdir().unwrap();
-    let mut f = std::fs::File::create(tmp.path().join("raw")).unwrap();
+    let f = std::fs::File::create(tmp.path().join("raw")).unwrap();
     let chunk = vec![0x5au8; 256 * 1024];
+    let zeros = vec![0u8; 4 << 20];
     let mut lat = Vec::new();
     let t0 = Instant::now();
     let mut left = bytes;
+    let (mut at, mut len) = (0u64, 0u64);
     while left > 0 {
         let k = left.min(chunk.len() as u64) as usize;
-        f.write_all(&chunk[..k]).unwrap();
+        if prealloc && at + k as u64 > len {
+            f.write_all_at(&zeros, len).unwrap();
+            len += zeros.len() as u64;
+        }
+        f.write_all_at(&chunk[..k], at).unwrap();
+        at += k as u64;
         let t = Instant::now();
         f.sync_data().unwrap();
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -891,10 +977,12 @@ fn main() {
     );
     let jbytes = runs.iter().map(|r| r.journal_bytes).max().unwrap_or(0);
     if jbytes > 0 {
-        let (secs, mut lat) = raw_fsync(jbytes);
-        let per_entry = jbytes as f64 / base.written as f64;
-        println!(
-            "raw append+fdatasync of the journal's {:.1} MiB, 256 KiB per sync: {:.0} MiB/s ({:.0} entries/s at {:.0} bytes/entry), fdatasync p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        for prealloc in [false, true] {
+            let (secs, mut lat) = raw_fsync(jbytes, prealloc);
+            let per_entry = jbytes as f64 / base.written as f64;
+            println!(
+            "raw {}+fdatasync of the journal's {:.1} MiB, 256 KiB per sync: {:.0} MiB/s ({:.0} entries/s at {:.0} bytes/entry), fdatasync p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+            if prealloc { "overwrite of a pre-allocated file" } else { "append" },
             jbytes as f64 / 1048576.0,
             jbytes as f64 / 1048576.0 / secs,
             jbytes as f64 / per_entry / secs,
@@ -903,6 +991,7 @@ fn main() {
             percentile(&mut lat, 0.99),
             percentile(&mut lat, 1.0)
         );
+        }
     }
     let one = runs
         .iter()
@@ -937,6 +1026,9 @@ fn main() {
             percentile(&mut re, 1.0),
             percentile(&mut rm, 1.0)
         );
+        if !r.commits.is_empty() {
+            println!("    journal commits during the run: {}", r.commits);
+        }
         let [mc, sc, bc] = r.others_cpu;
         println!(
             "    CPU of the whole machine's parties over the run ({:.1} s, {:.2} cores in all): relay {:.2} s, master double {:.2} s, slave doubles {:.2} s, bench driver {:.2} s",

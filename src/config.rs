@@ -197,6 +197,9 @@ pub struct JournalSection {
     pub retention_hours: u64,
     /// Hard cap on journal bytes (0 = none); over it, files are purged even if a slave needs them.
     pub disk_cap_bytes: u64,
+    /// Zero-fill the live journal file ahead of the data in chunks of this many bytes (0 = off),
+    /// as Pika 3.1/3.2 do: commits then `fdatasync` without a filesystem journal commit.
+    pub preallocate_bytes: u64,
 }
 
 /// `[rsync]`
@@ -272,6 +275,7 @@ impl Default for JournalSection {
             retention_files: 10,
             retention_hours: 168,
             disk_cap_bytes: 0,
+            preallocate_bytes: crate::journal::DEFAULT_PREALLOCATE,
         }
     }
 }

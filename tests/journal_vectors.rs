@@ -85,10 +85,24 @@ fn journal_of(entries: &[OldEntry]) -> (Vec<u8>, Vec<u8>, Vec<NewEntry>) {
     let st = w.sync().unwrap();
     assert_eq!(st.upstream, entries.last().map(|e| e.end));
     (
-        std::fs::read(d.path().join("write2file0")).unwrap(),
+        live_data(&d.path().join("write2file0")),
         std::fs::read(d.path().join("manifest")).unwrap(),
         all,
     )
+}
+
+/// The data of a live journal file, checking its pre-allocated tail on the way: zeros up to
+/// 4 MiB, exactly the length of 3.1.1's and 3.2.9's live `write2file0` in the vectors.
+fn live_data(path: &std::path::Path) -> Vec<u8> {
+    let mut b = std::fs::read(path).unwrap();
+    let real = std::fs::metadata(vectors().join("pika-3.2.9/master-log/log_db0/write2file0"))
+        .unwrap()
+        .len();
+    assert_eq!(b.len() as u64, real, "pre-allocated like 3.2.9's live file");
+    let end = records(&b, 0).map(|r| r.unwrap().end).last().unwrap_or(0);
+    assert!(b[end as usize..].iter().all(|&x| x == 0), "zero tail");
+    b.truncate(end as usize);
+    b
 }
 
 /// Journals commands directly (used to build the expected 2.3.6 journal from 3.2.9's items).
@@ -100,7 +114,7 @@ fn journal_of_new(entries: &[NewEntry]) -> Vec<u8> {
             .unwrap();
     }
     w.sync().unwrap();
-    std::fs::read(d.path().join("write2file0")).unwrap()
+    live_data(&d.path().join("write2file0"))
 }
 
 /// One decoded item with where it sits.

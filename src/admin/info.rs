@@ -46,6 +46,8 @@ pub struct RelayStatus {
     pub bytes_in: u64,
     /// Bytes of the journal on disk.
     pub journal_bytes: u64,
+    /// How long the journal's commits (`fdatasync`) took.
+    pub journal_sync: crate::journal::sync_stats::SyncStatsView,
     /// Bytes received by the running, or else the last, upstream full sync.
     pub fullsync_bytes: u64,
     /// Old commands dropped by translation (policy `skip`, or malformed).
@@ -131,6 +133,7 @@ pub fn render(section: &str, s: &RelayStatus) -> String {
             s.epoch_start.filenum,
             s.epoch_start.offset
         );
+        journal_syncs(&mut out, &s.journal_sync);
         let c = &s.convert;
         let _ = write!(
             out,
@@ -143,6 +146,30 @@ pub fn render(section: &str, s: &RelayStatus) -> String {
         );
     }
     out
+}
+
+/// The journal's commit timings: one summary line, and the histogram (bucket `i` = commits
+/// shorter than `2^i` µs) for tools that want quantiles over an interval.
+fn journal_syncs(out: &mut String, j: &crate::journal::sync_stats::SyncStatsView) {
+    use crate::journal::sync_stats::SyncStatsView;
+    let ms = |us: u64| us as f64 / 1000.0;
+    let avg = |us: u64| {
+        if j.commits == 0 {
+            0.0
+        } else {
+            ms(us) / j.commits as f64
+        }
+    };
+    let _ = write!(
+        out,
+        "journal_syncs:commits={},avg_data_ms={:.3},avg_meta_ms={:.3},p99_ms_below={:.3},max_ms={:.3}\r\njournal_sync_hist_us:{}\r\n",
+        j.commits,
+        avg(j.data_us),
+        avg(j.meta_us),
+        ms(SyncStatsView::quantile_us(&j.hist, 0.99)),
+        ms(j.max_us),
+        j.hist.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+    );
 }
 
 fn replication(out: &mut String, s: &RelayStatus) {
@@ -252,6 +279,36 @@ mod tests {
         assert_eq!(
             lag_bytes(BinlogPos::new(2, 0), BinlogPos::new(1, 50), fs),
             0
+        );
+    }
+
+    #[test]
+    fn log_section_shows_the_journal_commit_timings() {
+        let st = crate::journal::sync_stats::SyncStats::default();
+        for _ in 0..99 {
+            st.record(
+                std::time::Duration::from_micros(700),
+                std::time::Duration::from_micros(200),
+            );
+        }
+        st.record(
+            std::time::Duration::from_millis(40),
+            std::time::Duration::ZERO,
+        );
+        let s = RelayStatus {
+            journal_sync: st.view(),
+            ..RelayStatus::default()
+        };
+        let text = render("log", &s);
+        assert!(
+            text.contains("journal_syncs:commits=100,avg_data_ms=1.093,avg_meta_ms=0.198,p99_ms_below=1.024,max_ms=40.000\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "journal_sync_hist_us:0,0,0,0,0,0,0,0,0,0,99,0,0,0,0,0,1,0,0,0,0,0,0\r\n"
+            ),
+            "{text}"
         );
     }
 

@@ -8,7 +8,8 @@
 //! 3. The file `end.filenum` is scanned from 0 to `end.offset`: every record must parse and
 //!    `end.offset` must be a record end, and the last item's logic id must be meta's minus one.
 //!    A file shorter than `end.offset` means accepted data was lost: refused (storage fault).
-//! 4. Bytes past `end.offset` (torn or unsynced tail) are truncated away.
+//! 4. Bytes past `end.offset` (torn or unsynced tail, and the zeros the writer pre-allocates) are
+//!    truncated away; only the non-zero ones are reported as dropped.
 //! 5. The manifest is rewritten from meta.
 
 use super::files::{data_path, list_data_files, RecordReader, MANIFEST_FILE};
@@ -125,8 +126,9 @@ pub(crate) fn open(cfg: &JournalConfig) -> Result<Opened, JournalError> {
         )));
     }
     verify_prefix(&file, &path.display().to_string(), &m)?;
-    let dropped = len - m.end.offset;
-    if dropped > 0 {
+    let dropped =
+        written_past(&file, m.end.offset, len).map_err(io(format!("read {}", path.display())))?;
+    if len > m.end.offset {
         file.set_len(m.end.offset)
             .map_err(io(format!("truncate {}", path.display())))?;
         file.sync_all()
@@ -166,6 +168,24 @@ pub(crate) fn open(cfg: &JournalConfig) -> Result<Opened, JournalError> {
 }
 
 /// Checks that the file's records run exactly to `m.end.offset` and agree with meta's logic id.
+/// Bytes of data past `from` (up to the last non-zero byte before `len`): what a crash cut off,
+/// not counting the zeros the writer pre-allocated.
+fn written_past(file: &File, from: u64, len: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut last = from;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = from;
+    while at < len {
+        let n = ((len - at) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], at)?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+            last = at + i as u64 + 1;
+        }
+        at += n as u64;
+    }
+    Ok(last - from)
+}
+
 fn verify_prefix(file: &File, name: &str, m: &Meta) -> Result<(), JournalError> {
     let end = m.end.offset;
     let dup = file

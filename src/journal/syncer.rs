@@ -61,6 +61,7 @@ pub(crate) struct Committer {
 
 impl Committer {
     fn commit(&mut self, req: &SyncReq) -> Result<Synced, JournalError> {
+        let t0 = std::time::Instant::now();
         for f in &req.files {
             f.sync_data().map_err(|e| {
                 JournalError::io(
@@ -69,10 +70,12 @@ impl Committer {
                 )
             })?;
         }
+        let t1 = std::time::Instant::now();
         let meta = req.meta;
         self.meta
             .store(meta)
             .map_err(|e| JournalError::io("store relay-meta", e))?;
+        self.shared.sync_stats.record(t1 - t0, t1.elapsed());
         let img = manifest_of(meta.end, meta.logic_id).encode(self.shared.cfg.manifest_layout);
         self.manifest
             .write_all_at(&img[..24], 0)

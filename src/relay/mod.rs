@@ -129,6 +129,7 @@ impl Relay {
         // Journal.
         let jcfg = JournalConfig {
             binlog_file_size: cfg.journal.binlog_file_size,
+            preallocate: cfg.journal.preallocate_bytes,
             sync: match cfg.journal.sync {
                 SyncMode::Always => SyncPolicy::Always,
                 SyncMode::Group => SyncPolicy::Group {
@@ -434,6 +435,7 @@ fn status_of(
         entries_in: u.entries,
         bytes_in: u.bytes,
         journal_bytes,
+        journal_sync: source.journal.sync_stats(),
         fullsync_bytes: 0,
         ..RelayStatus::default()
     }

@@ -102,6 +102,12 @@ pub(crate) fn put_head(out: &mut BytesMut, t: u8, n: usize) {
 const MAX_DEPTH: usize = 8;
 /// Longest reply line other than a bulk body.
 const MAX_LINE: usize = 64 * 1024;
+/// Largest bulk reply accepted. The sink reads back only small things (markers, `+OK`,
+/// `EXEC` arrays of them), so a bigger length is a broken or hostile peer, refused before
+/// anything is buffered for it.
+pub const MAX_BULK: i64 = 4 << 20;
+/// Most elements of an array reply (an `EXEC` reply has one per command of a batch).
+pub const MAX_ARRAY: i64 = 1 << 20;
 
 /// Length of the complete reply at the start of `buf`: `Ok(None)` while incomplete, `Err` for
 /// something that is not RESP.
@@ -129,8 +135,11 @@ fn reply_len_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, S
         b'+' | b'-' | b':' => Ok(Some(next)),
         b'$' => {
             let n = int()?;
-            if n < 0 {
+            if n == -1 {
                 return Ok(Some(next));
+            }
+            if !(0..=MAX_BULK).contains(&n) {
+                return Err(format!("bulk reply length {n} outside 0..={MAX_BULK}"));
             }
             let end = next + n as usize;
             if buf.len() < end + 2 {
@@ -143,6 +152,9 @@ fn reply_len_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, S
         }
         b'*' => {
             let n = int()?;
+            if !(-1..=MAX_ARRAY).contains(&n) {
+                return Err(format!("array reply of {n} elements (at most {MAX_ARRAY})"));
+            }
             if depth >= MAX_DEPTH {
                 return Err("arrays nested too deeply".into());
             }
@@ -276,6 +288,25 @@ pub fn pipeline_safe(name: &[u8], argc: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_lengths_in_replies_are_refused_before_anything_is_buffered() {
+        for (bad, why) in [
+            (&b"$9223372036854775807\r\n"[..], "outside"),
+            (b"$4194305\r\n", "outside"),
+            (b"$-2\r\n", "outside"),
+            (b"*1048577\r\n", "elements"),
+            (b"*-5\r\n", "elements"),
+            (b"*1\r\n$99999999999\r\n", "outside"),
+        ] {
+            let e = reply_len(bad).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        // The largest allowed bulk just waits for its bytes.
+        assert_eq!(reply_len(b"$4194304\r\nabc"), Ok(None));
+        assert_eq!(reply_len(b"$-1\r\n"), Ok(Some(5)));
+        assert_eq!(reply_len(b"*-1\r\n"), Ok(Some(5)));
+    }
     use crate::formats::resp::encode_argv;
 
     #[test]
