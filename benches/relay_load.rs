@@ -355,6 +355,11 @@ struct Lag {
     /// position.
     recv_entries: f64,
     recv_ms: f64,
+    /// Entries the master took that the relay has not even received (appended, maybe not
+    /// synced), and the age of the oldest: how far the journal *as written* trails; NaN without
+    /// a received position.
+    written_entries: f64,
+    written_ms: f64,
 }
 
 /// The relay's (synced, received) upstream positions through `INFO replication`.
@@ -421,6 +426,19 @@ fn sample_lag(
                 }
                 None => (f64::NAN, f64::NAN),
             };
+            let (written_entries, written_ms) = match received {
+                Some(r) => {
+                    let r = r.max(synced);
+                    let i = m.partition_point(|k| k.pos <= r);
+                    if i == m.len() {
+                        (0.0, 0.0)
+                    } else {
+                        let ms = now.saturating_duration_since(m[i].t).as_secs_f64() * 1000.0;
+                        ((last.count - count_at(r)) as f64, ms)
+                    }
+                }
+                None => (f64::NAN, f64::NAN),
+            };
             // The first mark past the synced position: the oldest write not yet synced was
             // acknowledged by the master by then.
             let i = m.partition_point(|k| k.pos <= synced);
@@ -435,6 +453,8 @@ fn sample_lag(
                 ms,
                 recv_entries,
                 recv_ms,
+                written_entries,
+                written_ms,
             });
         }
         out
@@ -1003,6 +1023,9 @@ fn main() {
     for r in runs.iter_mut() {
         let (mut je, mut jm) = (lagv(r, |x| x.entries), lagv(r, |x| x.ms));
         let (mut re, mut rm) = (lagv(r, |x| x.recv_entries), lagv(r, |x| x.recv_ms));
+        let (mut we, mut wm) = (lagv(r, |x| x.written_entries), lagv(r, |x| x.written_ms));
+        we.retain(|x| !x.is_nan());
+        wm.retain(|x| !x.is_nan());
         let cpu_m = r.cpu_secs / r.written as f64 * 1e6;
         let p99_ms = percentile(&mut jm, 0.99);
         println!(
@@ -1026,6 +1049,15 @@ fn main() {
             percentile(&mut re, 1.0),
             percentile(&mut rm, 1.0)
         );
+        if !we.is_empty() {
+            println!(
+                "    journal as written (received, not yet synced) behind master: p99 {:.0} entries / {:.1} ms, max {:.0} entries / {:.1} ms",
+                percentile(&mut we, 0.99),
+                percentile(&mut wm, 0.99),
+                percentile(&mut we, 1.0),
+                percentile(&mut wm, 1.0)
+            );
+        }
         if !r.commits.is_empty() {
             println!("    journal commits during the run: {}", r.commits);
         }
