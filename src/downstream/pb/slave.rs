@@ -834,7 +834,14 @@ impl<J: JournalSource> SlaveConn<J> {
                     {
                         // An item of a newer epoch (its padding item) is never sent to a
                         // session of an older one: the session is ended first (check_epoch).
-                        Some(_) if self.shared.journal.synced().epoch != db.epoch => {
+                        // The epoch is the one the item was checked against as synced (the
+                        // cursor's), or the journal's now.
+                        Some(_)
+                            if cursor
+                                .checked_epoch()
+                                .unwrap_or_else(|| self.shared.journal.synced().epoch)
+                                != db.epoch =>
+                        {
                             exhausted = true;
                             break;
                         }
