@@ -364,24 +364,9 @@ impl<J: JournalSource> SlaveConn<J> {
     }
 
     fn update_status(&self, table: &str) {
-        let (Some(key), Some(db)) = (&self.key, self.dbs.get(table)) else {
-            return;
-        };
-        if table != "db0" {
-            return;
+        if let Some(db) = self.dbs.get(table) {
+            status(&self.shared, &self.key, table, db);
         }
-        let next_id = db.acked_next_id;
-        self.shared.registry.update(key, |s| {
-            s.state = db.state;
-            s.session_id = db.session_id;
-            s.acked = db.window.acked();
-            s.sent = db.window.sent();
-            s.v33 = db.v33;
-            s.last_recv = db.last_recv;
-            if let Some(id) = next_id {
-                s.acked_next_logic_id = id;
-            }
-        });
     }
 
     async fn try_sync(&mut self, t: inner_request::TrySync) -> Result<(), String> {
@@ -801,32 +786,38 @@ impl<J: JournalSource> SlaveConn<J> {
         self.send(&r).await
     }
 
-    /// Sends what the journal has for streaming DBs, within their windows. Returns whether more
-    /// could be sent right away.
+    /// Sends what the journal has for streaming DBs, within their windows: frames of up to
+    /// `frame_items` items, gathered and written together (one write for up to
+    /// [`WRITE_BATCH`] bytes of frames). Returns whether more could be sent right away.
     async fn pump(&mut self) -> Result<bool, String> {
         self.release_held().await?;
         self.check_epoch().await?;
-        let cfg = self.shared.config.clone();
+        let SlaveConn {
+            shared,
+            w,
+            key,
+            dbs,
+            frame,
+            ..
+        } = self;
+        let (frame_items, frame_bytes) = (shared.config.frame_items, shared.config.frame_bytes);
         let mut more = false;
-        let tables: Vec<String> = self.dbs.keys().cloned().collect();
-        for table in tables {
+        for (table, db) in dbs.iter_mut() {
+            if db.state != SlaveState::BinlogSync {
+                continue;
+            }
+            let Some(cursor) = db.cursor.as_mut() else {
+                continue;
+            };
+            let mut sent = 0;
             for _ in 0..FRAMES_PER_PUMP {
-                let Some(db) = self.dbs.get_mut(&table) else {
-                    break;
-                };
-                if db.state != SlaveState::BinlogSync {
-                    break;
-                }
-                let Some(cursor) = db.cursor.as_mut() else {
-                    break;
-                };
                 let mut n = 0usize;
                 let mut sizes = Vec::new();
                 let (mut first_end, mut last_end) = (BinlogPos::default(), BinlogPos::default());
                 let mut bytes = 0usize;
                 let mut exhausted = false;
-                self.frame.begin();
-                while n < cfg.frame_items && db.window.room() > 0 && bytes < cfg.frame_bytes {
+                frame.begin();
+                while n < frame_items && db.window.room() > 0 && bytes < frame_bytes {
                     match cursor
                         .try_next()
                         .await
@@ -839,7 +830,7 @@ impl<J: JournalSource> SlaveConn<J> {
                         Some(_)
                             if cursor
                                 .checked_epoch()
-                                .unwrap_or_else(|| self.shared.journal.synced().epoch)
+                                .unwrap_or_else(|| shared.journal.synced().epoch)
                                 != db.epoch =>
                         {
                             exhausted = true;
@@ -858,8 +849,7 @@ impl<J: JournalSource> SlaveConn<J> {
                             db.in_flight_ids.push_back((it.end, it.logic_id));
                             db.acked_next_id.get_or_insert(it.logic_id);
                             let ti = db.v33.then_some((1, it.logic_id));
-                            self.frame
-                                .item(&table, it.end, ti, &it.bytes, db.session_id);
+                            frame.item(table, it.end, ti, &it.bytes, db.session_id);
                             n += 1;
                         }
                         None => {
@@ -869,28 +859,72 @@ impl<J: JournalSource> SlaveConn<J> {
                     }
                 }
                 if n == 0 {
+                    frame.cancel();
                     break;
                 }
+                frame.finish();
+                sent += 1;
                 db.frames.push_back(Frame {
                     first_end,
                     last_end,
                     items: sizes,
                 });
-                db.last_send = Instant::now();
-                let room = db.window.room();
-                self.w
-                    .send_raw(self.frame.finish())
-                    .await
-                    .map_err(|e| format!("write failed: {e}"))?;
-                self.update_status(&table);
-                if exhausted || room == 0 {
+                if frame.pending().len() >= WRITE_BATCH {
+                    write_frames(w, frame).await?;
+                }
+                if exhausted || db.window.room() == 0 {
                     break;
                 }
                 more = true;
             }
+            if sent > 0 {
+                db.last_send = Instant::now();
+                status(shared, key, table, db);
+            }
         }
+        write_frames(w, frame).await?;
         Ok(more)
     }
+}
+
+/// Bytes of finished BinlogSync frames gathered before they are written.
+const WRITE_BATCH: usize = 256 << 10;
+
+/// Writes the gathered frames, if any, in one call.
+async fn write_frames(w: &mut Writer, frame: &mut BinlogFrame) -> Result<(), String> {
+    if frame.pending().is_empty() {
+        return Ok(());
+    }
+    let r = w.send_raw(frame.pending()).await;
+    frame.clear();
+    r.map_err(|e| format!("write failed: {e}"))
+}
+
+/// Publishes one DB's state (db0 only) in the registry.
+fn status<J: JournalSource>(
+    shared: &Shared<J>,
+    key: &Option<String>,
+    table: &str,
+    db: &Db<J::Cursor>,
+) {
+    let Some(key) = key else {
+        return;
+    };
+    if table != "db0" {
+        return;
+    }
+    let next_id = db.acked_next_id;
+    shared.registry.update(key, |s| {
+        s.state = db.state;
+        s.session_id = db.session_id;
+        s.acked = db.window.acked();
+        s.sent = db.window.sent();
+        s.v33 = db.v33;
+        s.last_recv = db.last_recv;
+        if let Some(id) = next_id {
+            s.acked_next_logic_id = id;
+        }
+    });
 }
 
 /// The slave (once it announced itself) or the peer, for log lines.
