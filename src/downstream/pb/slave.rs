@@ -20,6 +20,7 @@ use crate::downstream::registry::{SlaveState, SlaveStatus};
 use crate::downstream::source::{JournalCursor, JournalSource, Located};
 use crate::downstream::window::SyncWindow;
 use crate::formats::pb::{inner_request, inner_response::try_sync::ReplyCode, InnerRequest, Type};
+use crate::formats::pb_ack::{BinlogAck, Request};
 use crate::formats::BinlogPos;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -69,6 +70,8 @@ struct Db<C> {
     slave_at: Option<BinlogPos>,
     /// TrySync's answer: the slave's own position and the relay position it stands for.
     resume: Option<(BinlogPos, BinlogPos)>,
+    /// Its key in the position store (`ip:port table`).
+    map_key: String,
 }
 
 struct SlaveConn<J: JournalSource> {
@@ -172,13 +175,18 @@ impl<J: JournalSource> SlaveConn<J> {
 
     /// At shutdown: waits a little for the acks of frames in flight, so the relay learns the
     /// slaves' positions after them (a 3.1 slave's are not computable).
-    async fn drain(&mut self, requests: &mut mpsc::Receiver<Result<InnerRequest, ReadEnd>>) {
+    async fn drain(&mut self, requests: &mut mpsc::Receiver<Result<Request, ReadEnd>>) {
         let deadline = tokio::time::Instant::now() + DRAIN;
         while self.dbs.values().any(|d| !d.frames.is_empty()) {
             tokio::select! {
                 r = requests.recv() => match r {
-                    Some(Ok(req)) if req.r#type == Type::KBinlogSync as i32 => {
+                    Some(Ok(req @ Request::Ack(_))) => {
                         if self.handle(req).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Request::Other(req))) if req.r#type == Type::KBinlogSync as i32 => {
+                        if self.handle_message(*req).await.is_err() {
                             return;
                         }
                     }
@@ -219,7 +227,7 @@ impl<J: JournalSource> SlaveConn<J> {
             self.who()
         );
         for req in std::mem::take(&mut self.held) {
-            self.handle(req).await?;
+            self.handle_message(req).await?;
         }
         Ok(())
     }
@@ -235,7 +243,14 @@ impl<J: JournalSource> SlaveConn<J> {
             .map_err(|e| format!("write failed: {e}"))
     }
 
-    async fn handle(&mut self, req: InnerRequest) -> Result<(), String> {
+    async fn handle(&mut self, req: Request) -> Result<(), String> {
+        match req {
+            Request::Ack(a) => self.binlog_sync(a).await,
+            Request::Other(req) => self.handle_message(*req).await,
+        }
+    }
+
+    async fn handle_message(&mut self, req: InnerRequest) -> Result<(), String> {
         match Type::try_from(req.r#type) {
             Ok(Type::KMetaSync) => match req.meta_sync {
                 Some(m) => self.meta_sync(m).await,
@@ -250,7 +265,7 @@ impl<J: JournalSource> SlaveConn<J> {
                 None => Err("DBSync request without its db_sync body".into()),
             },
             Ok(Type::KBinlogSync) => match req.binlog_sync {
-                Some(b) => self.binlog_sync(b).await,
+                Some(b) => self.binlog_sync(b.into()).await,
                 None => Err("BinlogSync request without its binlog_sync body".into()),
             },
             Ok(Type::KRemoveSlaveNode) => self.remove_slave_node(req.remove_slave_node).await,
@@ -358,6 +373,7 @@ impl<J: JournalSource> SlaveConn<J> {
                 frames: VecDeque::new(),
                 slave_at: None,
                 resume: None,
+                map_key: self.map_key(table),
             },
         );
         self.update_status(table);
@@ -520,13 +536,12 @@ impl<J: JournalSource> SlaveConn<J> {
         }
     }
 
-    async fn binlog_sync(&mut self, b: inner_request::BinlogSync) -> Result<(), String> {
+    async fn binlog_sync(&mut self, b: BinlogAck) -> Result<(), String> {
         self.require_meta("BinlogSync")?;
-        let table = b.table_name.clone();
-        let start = BinlogPos::new(b.ack_range_start.filenum, b.ack_range_start.offset);
-        let end = BinlogPos::new(b.ack_range_end.filenum, b.ack_range_end.offset);
-        let key = self.map_key(&table);
-        let Some(db) = self.dbs.get(&table) else {
+        let table = b.table.as_str();
+        let start = BinlogPos::new(b.start.filenum, b.start.offset);
+        let end = BinlogPos::new(b.end.filenum, b.end.offset);
+        let Some(db) = self.dbs.get(table) else {
             debug!(
                 "downstream: {}: BinlogSync for {table} which has no session; dropped",
                 self.who()
@@ -547,7 +562,7 @@ impl<J: JournalSource> SlaveConn<J> {
             match db.resume {
                 Some((s, r)) if s == start => r,
                 _ => {
-                    let map = self.shared.positions.get(&key);
+                    let map = self.shared.positions.get(&db.map_key);
                     match positions::resolve(&self.shared.journal, &map, start).await {
                         Resolved::At(r) => r,
                         Resolved::Unmapped(why) => {
@@ -560,7 +575,7 @@ impl<J: JournalSource> SlaveConn<J> {
             start
         };
         let file_size = self.shared.journal.file_size();
-        let Some(db) = self.dbs.get_mut(&table) else {
+        let Some(db) = self.dbs.get_mut(table) else {
             return Ok(());
         };
         db.last_recv = Instant::now();
@@ -588,8 +603,8 @@ impl<J: JournalSource> SlaveConn<J> {
             let synced = self.shared.journal.synced();
             db.acked_next_id = (relay_start == synced.end).then_some(synced.logic_id);
             db.state = SlaveState::BinlogSync;
-            db.v33 = b.ack_range_start.term.is_some();
-            self.shared.positions.update(&key, |m| {
+            db.v33 = b.start.term.is_some();
+            self.shared.positions.update(&db.map_key, |m| {
                 m.learn(start, relay_start);
             });
             info!(
@@ -642,8 +657,8 @@ impl<J: JournalSource> SlaveConn<J> {
             db.slave_at = Some(end);
             self.shared
                 .positions
-                .update_in_place(&key, |m| m.learn(end, relay_end));
-            self.shared.positions.flush(&key, false);
+                .update_in_place(&db.map_key, |m| m.learn(end, relay_end));
+            self.shared.positions.flush(&db.map_key, false);
             while let Some(&(end, id)) = db.in_flight_ids.front() {
                 if end > acked {
                     break;
@@ -652,7 +667,7 @@ impl<J: JournalSource> SlaveConn<J> {
                 db.in_flight_ids.pop_front();
             }
         }
-        self.update_status(&table);
+        self.update_status(table);
         Ok(())
     }
 
