@@ -827,7 +827,7 @@ impl<J: JournalSource> SlaveConn<J> {
             let mut sent = 0;
             for _ in 0..FRAMES_PER_PUMP {
                 let mut n = 0usize;
-                let mut sizes = Vec::new();
+                let mut sizes = Vec::with_capacity(frame_items.min(db.window.room()));
                 let (mut first_end, mut last_end) = (BinlogPos::default(), BinlogPos::default());
                 let mut bytes = 0usize;
                 let mut exhausted = false;
