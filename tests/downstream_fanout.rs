@@ -133,3 +133,28 @@ async fn batches_from_the_tail_cross_rotations_and_stop_at_the_synced_end() {
     w.sync().unwrap();
     assert_eq!(drain(&mut c).await.len(), 40, "the rest once synced");
 }
+
+#[tokio::test]
+async fn each_item_reports_the_epoch_it_was_synced_in() {
+    // The pump sends an item only to a session of the epoch the cursor checked it against: items
+    // taken before a new epoch keep the old one, the new epoch's padding item carries the new.
+    let d = tempfile::tempdir().unwrap();
+    let (mut w, rec) = JournalWriter::open(tiny(d.path(), 1 << 20)).unwrap();
+    let j = w.journal();
+    let mut c = FanoutCursor::open(j.clone(), rec.state.end).unwrap();
+    for i in 0..10 {
+        w.append(BinlogPos::new(0, i + 1), &entry(i)).unwrap();
+    }
+    let old = w.sync().unwrap().epoch;
+    assert!(c.try_next().await.unwrap().is_some());
+    assert_eq!(c.checked_epoch(), Some(old));
+    let new = w.begin_epoch(BinlogPos::new(5, 0)).unwrap();
+    assert_eq!(new.epoch, old + 1);
+    let mut epochs = Vec::new();
+    while let Some(it) = c.try_next().await.unwrap() {
+        epochs.push((it.end, c.checked_epoch()));
+    }
+    assert_eq!(epochs.len(), 10, "9 items and the padding");
+    assert!(epochs[..9].iter().all(|&(_, e)| e == Some(old)));
+    assert_eq!(epochs[9], (new.epoch_start, Some(new.epoch)));
+}

@@ -827,7 +827,7 @@ impl<J: JournalSource> SlaveConn<J> {
             let mut sent = 0;
             for _ in 0..FRAMES_PER_PUMP {
                 let mut n = 0usize;
-                let mut sizes = Vec::with_capacity(frame_items.min(db.window.room()));
+                let mut sizes = Vec::new();
                 let (mut first_end, mut last_end) = (BinlogPos::default(), BinlogPos::default());
                 let mut bytes = 0usize;
                 let mut exhausted = false;
@@ -857,6 +857,8 @@ impl<J: JournalSource> SlaveConn<J> {
                                 .then(|| positions::relogged_len_range(&it.bytes));
                             if n == 0 {
                                 first_end = it.end;
+                                // One allocation per frame (none for a pump with nothing).
+                                sizes.reserve_exact(frame_items.min(db.window.room()));
                             }
                             last_end = it.end;
                             sizes.push((it.bytes.len() as u64, relog));
