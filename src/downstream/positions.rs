@@ -161,20 +161,44 @@ pub fn command_name(item: &[u8]) -> Option<Vec<u8>> {
 
 /// The command name of a binlog item as written (any case), without copying it.
 fn raw_command_name(item: &[u8]) -> Option<&[u8]> {
+    raw_arg(item, 0)
+}
+
+/// Argument `n` of a binlog item's RESP array (after the 34-byte header), found in place: the
+/// arguments before it are stepped over, nothing is copied or allocated.
+fn raw_arg(item: &[u8], n: usize) -> Option<&[u8]> {
     let c = item.get(crate::formats::item::ITEM_HEADER_LEN..)?;
-    let c = c.strip_prefix(b"*")?;
+    let (_, mut c) = len_line(c.strip_prefix(b"*")?)?;
+    for i in 0..=n {
+        let (len, rest) = len_line(c.strip_prefix(b"$")?)?;
+        if i == n {
+            return rest.get(..len);
+        }
+        c = rest.get(len..)?.strip_prefix(b"\r\n")?;
+    }
+    None
+}
+
+/// A decimal length ended by CRLF, and what follows it.
+fn len_line(c: &[u8]) -> Option<(usize, &[u8])> {
     let nl = c.iter().position(|&b| b == b'\n')?;
-    let c = c.get(nl + 1..)?.strip_prefix(b"$")?;
-    let nl = c.iter().position(|&b| b == b'\n')?;
-    let len: usize = std::str::from_utf8(c.get(..nl)?.strip_suffix(b"\r")?)
-        .ok()?
-        .parse()
-        .ok()?;
-    c.get(nl + 1..nl + 1 + len)
+    let digits = c[..nl].strip_suffix(b"\r")?;
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut v = 0usize;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + usize::from(d - b'0');
+    }
+    Some((v, &c[nl + 1..]))
 }
 
 /// Whether a 3.1 slave re-logs this item in a form of another size (`set key <new value>`).
-/// Called for every item sent to every slave: compares in place, allocates nothing.
+/// Called for every item sent to every slave: compares in place, allocates nothing (nor does
+/// [`relogged_len_range`]).
 pub fn relogged_by_31(item: &[u8]) -> bool {
     raw_command_name(item).is_some_and(|n| {
         [&b"incr"[..], b"incrby", b"decr", b"decrby", b"incrbyfloat"]
@@ -202,14 +226,11 @@ pub fn relogged_len_range(item: &[u8]) -> (u64, u64) {
 }
 
 fn digits(n: u64) -> u64 {
-    n.to_string().len() as u64
+    u64::from(n.checked_ilog10().unwrap_or(0)) + 1
 }
 
 fn key_len(item: &[u8]) -> Option<usize> {
-    let argv =
-        crate::formats::resp::parse_argv_exact(item.get(crate::formats::item::ITEM_HEADER_LEN..)?)
-            .ok()?;
-    argv.get(1).map(|k| k.len())
+    raw_arg(item, 1).map(|k| k.len())
 }
 
 /// What a slave's own position is in the relay's journal.
@@ -615,10 +636,20 @@ mod tests {
         assert!(relogged_by_31(&item(&[b"incrbyfloat", b"f", b"1.5"])));
         assert!(!relogged_by_31(&item(&[b"set", b"cnt", b"1"])));
         assert!(!relogged_by_31(&[0u8; 10]));
+        assert_eq!(raw_arg(&item(&[b"set", b"k", b"v1"]), 2), Some(&b"v1"[..]));
+        assert_eq!(raw_arg(&item(&[b"set", b"k", b"v1"]), 3), None);
+        assert_eq!(command_name(&item(&[b"SeT", b"k"])), Some(b"set".to_vec()));
+        for n in [0, 9, 10, 99, 100, 12345, u64::MAX] {
+            assert_eq!(digits(n), n.to_string().len() as u64, "{n}");
+        }
         // `set cnt 1` is exactly the lower bound for `incr cnt`; 20 digits the upper.
         let (lo, hi) = relogged_len_range(&item(&[b"incr", b"cnt"]));
         assert_eq!(lo, item(&[b"set", b"cnt", b"1"]).len() as u64);
         assert_eq!(hi, item(&[b"set", b"cnt", &[b'9'; 20]]).len() as u64);
+        let key = vec![b'k'; 1000];
+        let (lo, hi) = relogged_len_range(&item(&[b"incrbyfloat", &key, b"1.5"]));
+        assert_eq!(lo, item(&[b"set", &key, b"1"]).len() as u64);
+        assert_eq!(hi, item(&[b"set", &key, &[b'9'; 64]]).len() as u64);
         // Rotation: a slave over the file size starts the next file.
         assert_eq!(advance(p(10), 61, 1024), p(10 + 8 + 61));
         assert_eq!(

@@ -53,6 +53,13 @@ pub trait JournalCursor: Send + 'static {
     /// The next item if it is already durable, without waiting for new ones. Reads from disk;
     /// memory use is bounded. Not cancel-safe: await it to completion.
     fn try_next(&mut self) -> impl Future<Output = io::Result<Option<JournalItem>>> + Send;
+
+    /// The epoch of the synced state the last item returned was checked against, if the cursor
+    /// knows it (that item lies in the journal as it stood in that epoch); `None`: ask the
+    /// journal ([`JournalSource::synced`]) after taking the item.
+    fn checked_epoch(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The journal as seen by downstream.
@@ -128,6 +135,10 @@ impl JournalCursor for RelayCursor {
     async fn try_next(&mut self) -> io::Result<Option<JournalItem>> {
         self.0.try_next().await
     }
+
+    fn checked_epoch(&self) -> Option<u64> {
+        self.0.checked_epoch()
+    }
 }
 
 impl JournalSource for RelayJournal {
@@ -155,6 +166,11 @@ impl JournalSource for RelayJournal {
 
     fn watch(&self) -> watch::Receiver<Synced> {
         self.journal.watch()
+    }
+
+    /// Without subscribing a watch receiver (the default does, per call).
+    fn synced(&self) -> Synced {
+        self.journal.synced()
     }
 
     fn dump_dir(&self, epoch: u64) -> Option<PathBuf> {

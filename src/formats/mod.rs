@@ -13,6 +13,7 @@
 //! | [`info`] | the dump `info` file |
 //! | [`padding`] | the filler a new Pika writes for `SetProducerStatus` (seeded manifests, full sync) |
 //! | [`pb`] | the protobuf replication messages (prost, from `proto/`) and their 4-byte framing |
+//! | [`pb_ack`] | the BinlogSync ack decoded without allocating (fast path beside prost) |
 
 pub mod binlog_file;
 pub mod info;
@@ -22,6 +23,7 @@ pub mod old_frame;
 pub mod old_raw;
 pub mod padding;
 pub mod pb;
+pub mod pb_ack;
 pub mod pb_required;
 pub mod record;
 pub mod resp;

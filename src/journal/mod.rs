@@ -287,6 +287,22 @@ impl Journal {
         self.shared.tail.lock().unwrap().get(pos, hint)
     }
 
+    /// Several items from `pos` on, none ending past `limit`, under one lock of the in-memory
+    /// [`tail`] (see [`Tail::get_many`](tail::Tail::get_many)): appended to `out`; `None` if
+    /// the tail has no item at `pos`.
+    pub fn tail_get_many(
+        &self,
+        pos: BinlogPos,
+        hint: &mut u64,
+        limit: BinlogPos,
+        max_items: usize,
+        max_bytes: usize,
+        out: &mut std::collections::VecDeque<tail::TailItem>,
+    ) -> Option<usize> {
+        let t = self.shared.tail.lock().unwrap();
+        t.get_many(pos, hint, limit, max_items, max_bytes, out)
+    }
+
     /// Whether a reader at `pos` can continue from the in-memory [`tail`].
     pub fn tail_covers(&self, pos: BinlogPos) -> bool {
         self.shared.tail.lock().unwrap().covers(pos)

@@ -66,6 +66,46 @@ impl Tail {
     /// `N+1:0`); using and updating the caller's sequence hint (the sequence number of the item
     /// after the one it took last).
     pub fn get(&self, pos: BinlogPos, hint: &mut u64) -> Option<TailItem> {
+        let idx = self.find(pos, *hint)?;
+        *hint = self.front_seq + idx as u64 + 1;
+        self.items.get(idx).cloned()
+    }
+
+    /// Several items from `pos` on under one look-up (see [`get`](Self::get) for `pos` and
+    /// `hint`): appends to `out` the item at `pos` and those following it, stopping before the
+    /// first that ends past `limit` (the synced end: nothing past it is ever returned), after
+    /// `max_items` items, or once `max_bytes` bytes were taken (at least one item is taken if
+    /// it is within `limit`). Returns how many were appended, or `None` if the ring cannot
+    /// continue from `pos` (no item at `pos`: it was dropped, is not written yet, or `pos` is
+    /// not an item boundary); `Some(0)` means the item at `pos` is in the ring but not synced.
+    pub fn get_many(
+        &self,
+        pos: BinlogPos,
+        hint: &mut u64,
+        limit: BinlogPos,
+        max_items: usize,
+        max_bytes: usize,
+        out: &mut VecDeque<TailItem>,
+    ) -> Option<usize> {
+        let first = self.find(pos, *hint)?;
+        let (mut n, mut bytes, mut prev_end) = (0, 0, pos);
+        for it in self.items.range(first..) {
+            let follows = it.start == prev_end
+                || it.start == BinlogPos::new(prev_end.filenum.wrapping_add(1), 0);
+            if !follows || it.end > limit || n >= max_items || (n > 0 && bytes >= max_bytes) {
+                break;
+            }
+            bytes += it.bytes.len();
+            prev_end = it.end;
+            out.push_back(it.clone());
+            n += 1;
+        }
+        *hint = self.front_seq + (first + n) as u64;
+        Some(n)
+    }
+
+    /// Index of the item at `pos` (see [`get`](Self::get)).
+    fn find(&self, pos: BinlogPos, hint: u64) -> Option<usize> {
         let next_file = BinlogPos::new(pos.filenum.wrapping_add(1), 0);
         let at = |i: usize| {
             let it = self.items.get(i)?;
@@ -75,12 +115,9 @@ impl Tail {
                     && self.items.get(i - 1).is_some_and(|p| p.end == pos));
             follows.then_some(i)
         };
-        let idx = hint
-            .checked_sub(self.front_seq)
+        hint.checked_sub(self.front_seq)
             .and_then(|i| at(i as usize))
-            .or_else(|| at(self.items.partition_point(|it| it.start < pos)))?;
-        *hint = self.front_seq + idx as u64 + 1;
-        self.items.get(idx).cloned()
+            .or_else(|| at(self.items.partition_point(|it| it.start < pos)))
     }
 
     /// Whether a reader at `pos` can continue from the ring: `pos` is the start of an item in
@@ -160,5 +197,107 @@ mod tests {
             None,
             "inside an item of file 0 is not the end of the file"
         );
+    }
+
+    fn starts(q: &VecDeque<TailItem>) -> Vec<BinlogPos> {
+        q.iter().map(|it| it.start).collect()
+    }
+
+    #[test]
+    fn batch_reads_across_a_rotation_up_to_the_limit() {
+        let mut t = Tail::new(BinlogPos::new(0, 0), 1 << 20);
+        t.extend((0..3).map(|i| item(i * 100, 100)));
+        t.extend((0..2).map(|i| TailItem {
+            bytes: Bytes::from(vec![1u8; 50]),
+            start: BinlogPos::new(1, i * 50),
+            end: BinlogPos::new(1, i * 50 + 50),
+            logic_id: 3 + i,
+        }));
+        let p = BinlogPos::new;
+        let all = p(1, 100);
+        let mut q = VecDeque::new();
+        let mut hint = 0;
+        assert_eq!(
+            t.get_many(p(0, 100), &mut hint, all, 100, 1 << 20, &mut q),
+            Some(4)
+        );
+        assert_eq!(starts(&q), [p(0, 100), p(0, 200), p(1, 0), p(1, 50)]);
+        assert_eq!(hint, 5);
+        // A reader at the end of file 0 continues with file 1, with any hint.
+        for mut hint in [0, 3, 99] {
+            q.clear();
+            assert_eq!(
+                t.get_many(p(0, 300), &mut hint, all, 100, 1 << 20, &mut q),
+                Some(2)
+            );
+            assert_eq!(starts(&q), [p(1, 0), p(1, 50)]);
+            assert_eq!(hint, 5);
+        }
+        // Nothing past the limit: inside an item, or exactly at an item's end.
+        for (limit, want) in [(p(0, 250), 1), (p(0, 300), 2), (p(1, 50), 3)] {
+            q.clear();
+            assert_eq!(
+                t.get_many(p(0, 100), &mut 0, limit, 100, 1 << 20, &mut q),
+                Some(want),
+                "limit {limit}"
+            );
+            assert!(q.iter().all(|it| it.end <= limit));
+        }
+        q.clear();
+        assert_eq!(
+            t.get_many(p(0, 200), &mut 0, p(0, 250), 100, 1 << 20, &mut q),
+            Some(0),
+            "in the ring, not synced"
+        );
+        assert!(q.is_empty());
+        assert_eq!(t.get_many(all, &mut 0, all, 100, 1 << 20, &mut q), None);
+        assert_eq!(
+            t.get_many(p(0, 150), &mut 0, all, 100, 1 << 20, &mut q),
+            None
+        );
+        assert_eq!(
+            t.get_many(p(0, 250), &mut 0, all, 100, 1 << 20, &mut q),
+            None
+        );
+    }
+
+    #[test]
+    fn batch_reads_respect_item_and_byte_caps_and_the_hint() {
+        let mut t = Tail::new(BinlogPos::new(0, 0), 250);
+        t.extend((0..5).map(|i| item(i * 100, 100)));
+        let p = |o| BinlogPos::new(0, o);
+        let mut q = VecDeque::new();
+        assert_eq!(
+            t.get_many(p(200), &mut 0, p(500), 10, 1000, &mut q),
+            None,
+            "dropped"
+        );
+        let mut hint = 0;
+        assert_eq!(
+            t.get_many(p(300), &mut hint, p(500), 1, 1000, &mut q),
+            Some(1)
+        );
+        assert_eq!(hint, 4);
+        assert_eq!(
+            t.get_many(p(400), &mut hint, p(500), 1, 1000, &mut q),
+            Some(1)
+        );
+        assert_eq!(hint, 5);
+        assert_eq!(starts(&q), [p(300), p(400)]);
+        // Bytes: at least one item, then stop once the cap is reached.
+        for (max_bytes, want) in [(1, 1), (100, 1), (101, 2)] {
+            q.clear();
+            assert_eq!(
+                t.get_many(p(300), &mut 0, p(500), 10, max_bytes, &mut q),
+                Some(want),
+                "max_bytes {max_bytes}"
+            );
+        }
+        // Appended after what `out` held.
+        assert_eq!(
+            t.get_many(p(400), &mut 0, p(500), 10, 1000, &mut q),
+            Some(1)
+        );
+        assert_eq!(starts(&q), [p(300), p(400), p(400)]);
     }
 }

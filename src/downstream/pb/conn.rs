@@ -1,7 +1,9 @@
 //! The framed protobuf connection: a reader task that turns the socket into decoded requests
-//! (4-byte big-endian length, size cap, proto2 required-field check) and a writer.
+//! (4-byte big-endian length, size cap, proto2 required-field check; BinlogSync acks through the
+//! allocation-free [`pb_ack`](crate::formats::pb_ack) path) and a writer.
 
-use crate::formats::pb::{self, InnerRequest, InnerResponse};
+use crate::formats::pb::{self, InnerResponse};
+use crate::formats::pb_ack::{self, Request};
 use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,7 +26,7 @@ pub enum ReadEnd {
 pub fn spawn_reader(
     mut rd: OwnedReadHalf,
     max_frame: usize,
-) -> mpsc::Receiver<Result<InnerRequest, ReadEnd>> {
+) -> mpsc::Receiver<Result<Request, ReadEnd>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut buf = BytesMut::with_capacity(8192);
@@ -32,7 +34,7 @@ pub fn spawn_reader(
             loop {
                 match pb::split_frame(&buf, max_frame) {
                     Ok(Some((body, used))) => {
-                        let msg = pb::decode_request(body).map_err(|e| ReadEnd::Bad(e.to_string()));
+                        let msg = pb_ack::decode(body).map_err(|e| ReadEnd::Bad(e.to_string()));
                         buf.advance(used);
                         let stop = msg.is_err();
                         if tx.send(msg).await.is_err() || stop {

@@ -2,17 +2,23 @@
 //! [`frames::binlog_sync`](super::frames::binlog_sync) of [`frames::binlog_item`]s (same fields,
 //! same order), without building the messages. The fan-out's per-slave, per-item cost is then a
 //! few varints and one copy of the item into the slave's buffer: no allocation (the buffer keeps
-//! its capacity from frame to frame).
+//! its capacity from frame to frame). Several frames may be built one after another in the
+//! buffer and written with one call ([`BinlogFrame::pending`]).
 //!
 //! [`frames::binlog_item`]: super::frames::binlog_item
 
 use crate::formats::pb::{StatusCode, Type};
 use crate::formats::BinlogPos;
 
-/// Builds one frame at a time in a buffer kept across frames.
+/// Builds frames one at a time in a buffer kept across frames.
 #[derive(Debug, Default)]
 pub struct BinlogFrame {
+    /// Finished frames not taken yet, then the frame being built.
     buf: Vec<u8>,
+    /// Where the frame being built starts.
+    start: usize,
+    /// End of the finished frames.
+    done: usize,
 }
 
 fn varint(buf: &mut Vec<u8>, mut v: u64) {
@@ -48,9 +54,10 @@ fn field_len_len(len: usize) -> usize {
 }
 
 impl BinlogFrame {
-    /// Starts a frame: length placeholder, `type = kBinlogSync`, `code = kOk`.
+    /// Starts a frame after the finished ones: length placeholder, `type = kBinlogSync`,
+    /// `code = kOk`.
     pub fn begin(&mut self) {
-        self.buf.clear();
+        self.start = self.buf.len();
         self.buf.extend_from_slice(&[0; 4]);
         field_u64(&mut self.buf, 1, Type::KBinlogSync as u64);
         field_u64(&mut self.buf, 2, StatusCode::KOk as u64);
@@ -96,11 +103,30 @@ impl BinlogFrame {
         field_u64(b, 4, session);
     }
 
-    /// Ends the frame: its length prefixed, ready to write.
+    /// Ends the frame: its length prefixed, ready to write. Returns it.
     pub fn finish(&mut self) -> &[u8] {
-        let len = (self.buf.len() - 4) as u32;
-        self.buf[..4].copy_from_slice(&len.to_be_bytes());
-        &self.buf
+        let at = self.start;
+        let len = (self.buf.len() - at - 4) as u32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        self.done = self.buf.len();
+        &self.buf[at..]
+    }
+
+    /// Drops the frame being built (begun, not finished).
+    pub fn cancel(&mut self) {
+        self.buf.truncate(self.done);
+    }
+
+    /// Every finished frame not taken yet, in order, for one write.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[..self.done]
+    }
+
+    /// Forgets the finished frames (after writing them); keeps the buffer's capacity.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+        self.done = 0;
     }
 }
 
@@ -108,7 +134,7 @@ impl BinlogFrame {
 mod tests {
     use super::*;
     use crate::downstream::pb::frames;
-    use crate::formats::pb::{decode_response, encode_frame};
+    use crate::formats::pb::{decode_response, encode_frame, split_frame};
 
     type Item = (&'static str, BinlogPos, Option<(u32, u64)>, Vec<u8>, i32);
 
@@ -118,6 +144,7 @@ mod tests {
         f.begin();
         f.item("db15", BinlogPos::new(9, 9), None, &[7; 300], 1);
         f.finish();
+        f.clear();
         f.begin();
         for (t, e, ti, b, s) in items {
             f.item(t, *e, *ti, b, *s);
@@ -157,6 +184,36 @@ mod tests {
             ),
             ("db2", BinlogPos::new(1, 16_384), None, vec![2; 127], -2),
         ]);
+    }
+
+    #[test]
+    fn frames_in_a_row_are_written_together_and_a_cancelled_one_leaves_nothing() {
+        let mut f = BinlogFrame::default();
+        let mut want = Vec::new();
+        for k in 0..3u64 {
+            f.begin();
+            f.item("db0", BinlogPos::new(0, k), None, &[k as u8; 10], 0);
+            want.extend_from_slice(f.finish());
+            f.begin();
+            f.cancel();
+        }
+        assert_eq!(f.pending(), want.as_slice());
+        let mut at = 0;
+        for k in 0..3u64 {
+            let (body, used) = split_frame(&want[at..], 1 << 20).unwrap().unwrap();
+            let msg = frames::binlog_sync(vec![frames::binlog_item(
+                "db0",
+                BinlogPos::new(0, k),
+                None,
+                vec![k as u8; 10],
+                0,
+            )]);
+            assert_eq!(decode_response(body).unwrap(), msg);
+            at += used;
+        }
+        assert_eq!(at, want.len());
+        f.clear();
+        assert!(f.pending().is_empty());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::downstream::registry::{SlaveState, SlaveStatus};
 use crate::downstream::source::{JournalCursor, JournalSource, Located};
 use crate::downstream::window::SyncWindow;
 use crate::formats::pb::{inner_request, inner_response::try_sync::ReplyCode, InnerRequest, Type};
+use crate::formats::pb_ack::{BinlogAck, Request};
 use crate::formats::BinlogPos;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -69,6 +70,8 @@ struct Db<C> {
     slave_at: Option<BinlogPos>,
     /// TrySync's answer: the slave's own position and the relay position it stands for.
     resume: Option<(BinlogPos, BinlogPos)>,
+    /// Its key in the position store (`ip:port table`).
+    map_key: String,
 }
 
 struct SlaveConn<J: JournalSource> {
@@ -172,13 +175,18 @@ impl<J: JournalSource> SlaveConn<J> {
 
     /// At shutdown: waits a little for the acks of frames in flight, so the relay learns the
     /// slaves' positions after them (a 3.1 slave's are not computable).
-    async fn drain(&mut self, requests: &mut mpsc::Receiver<Result<InnerRequest, ReadEnd>>) {
+    async fn drain(&mut self, requests: &mut mpsc::Receiver<Result<Request, ReadEnd>>) {
         let deadline = tokio::time::Instant::now() + DRAIN;
         while self.dbs.values().any(|d| !d.frames.is_empty()) {
             tokio::select! {
                 r = requests.recv() => match r {
-                    Some(Ok(req)) if req.r#type == Type::KBinlogSync as i32 => {
+                    Some(Ok(req @ Request::Ack(_))) => {
                         if self.handle(req).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Request::Other(req))) if req.r#type == Type::KBinlogSync as i32 => {
+                        if self.handle_message(*req).await.is_err() {
                             return;
                         }
                     }
@@ -219,7 +227,7 @@ impl<J: JournalSource> SlaveConn<J> {
             self.who()
         );
         for req in std::mem::take(&mut self.held) {
-            self.handle(req).await?;
+            self.handle_message(req).await?;
         }
         Ok(())
     }
@@ -235,7 +243,14 @@ impl<J: JournalSource> SlaveConn<J> {
             .map_err(|e| format!("write failed: {e}"))
     }
 
-    async fn handle(&mut self, req: InnerRequest) -> Result<(), String> {
+    async fn handle(&mut self, req: Request) -> Result<(), String> {
+        match req {
+            Request::Ack(a) => self.binlog_sync(a).await,
+            Request::Other(req) => self.handle_message(*req).await,
+        }
+    }
+
+    async fn handle_message(&mut self, req: InnerRequest) -> Result<(), String> {
         match Type::try_from(req.r#type) {
             Ok(Type::KMetaSync) => match req.meta_sync {
                 Some(m) => self.meta_sync(m).await,
@@ -250,7 +265,7 @@ impl<J: JournalSource> SlaveConn<J> {
                 None => Err("DBSync request without its db_sync body".into()),
             },
             Ok(Type::KBinlogSync) => match req.binlog_sync {
-                Some(b) => self.binlog_sync(b).await,
+                Some(b) => self.binlog_sync(b.into()).await,
                 None => Err("BinlogSync request without its binlog_sync body".into()),
             },
             Ok(Type::KRemoveSlaveNode) => self.remove_slave_node(req.remove_slave_node).await,
@@ -358,30 +373,16 @@ impl<J: JournalSource> SlaveConn<J> {
                 frames: VecDeque::new(),
                 slave_at: None,
                 resume: None,
+                map_key: self.map_key(table),
             },
         );
         self.update_status(table);
     }
 
     fn update_status(&self, table: &str) {
-        let (Some(key), Some(db)) = (&self.key, self.dbs.get(table)) else {
-            return;
-        };
-        if table != "db0" {
-            return;
+        if let Some(db) = self.dbs.get(table) {
+            status(&self.shared, &self.key, table, db);
         }
-        let next_id = db.acked_next_id;
-        self.shared.registry.update(key, |s| {
-            s.state = db.state;
-            s.session_id = db.session_id;
-            s.acked = db.window.acked();
-            s.sent = db.window.sent();
-            s.v33 = db.v33;
-            s.last_recv = db.last_recv;
-            if let Some(id) = next_id {
-                s.acked_next_logic_id = id;
-            }
-        });
     }
 
     async fn try_sync(&mut self, t: inner_request::TrySync) -> Result<(), String> {
@@ -535,13 +536,12 @@ impl<J: JournalSource> SlaveConn<J> {
         }
     }
 
-    async fn binlog_sync(&mut self, b: inner_request::BinlogSync) -> Result<(), String> {
+    async fn binlog_sync(&mut self, b: BinlogAck) -> Result<(), String> {
         self.require_meta("BinlogSync")?;
-        let table = b.table_name.clone();
-        let start = BinlogPos::new(b.ack_range_start.filenum, b.ack_range_start.offset);
-        let end = BinlogPos::new(b.ack_range_end.filenum, b.ack_range_end.offset);
-        let key = self.map_key(&table);
-        let Some(db) = self.dbs.get(&table) else {
+        let table = b.table.as_str();
+        let start = BinlogPos::new(b.start.filenum, b.start.offset);
+        let end = BinlogPos::new(b.end.filenum, b.end.offset);
+        let Some(db) = self.dbs.get(table) else {
             debug!(
                 "downstream: {}: BinlogSync for {table} which has no session; dropped",
                 self.who()
@@ -562,7 +562,7 @@ impl<J: JournalSource> SlaveConn<J> {
             match db.resume {
                 Some((s, r)) if s == start => r,
                 _ => {
-                    let map = self.shared.positions.get(&key);
+                    let map = self.shared.positions.get(&db.map_key);
                     match positions::resolve(&self.shared.journal, &map, start).await {
                         Resolved::At(r) => r,
                         Resolved::Unmapped(why) => {
@@ -575,7 +575,7 @@ impl<J: JournalSource> SlaveConn<J> {
             start
         };
         let file_size = self.shared.journal.file_size();
-        let Some(db) = self.dbs.get_mut(&table) else {
+        let Some(db) = self.dbs.get_mut(table) else {
             return Ok(());
         };
         db.last_recv = Instant::now();
@@ -603,8 +603,8 @@ impl<J: JournalSource> SlaveConn<J> {
             let synced = self.shared.journal.synced();
             db.acked_next_id = (relay_start == synced.end).then_some(synced.logic_id);
             db.state = SlaveState::BinlogSync;
-            db.v33 = b.ack_range_start.term.is_some();
-            self.shared.positions.update(&key, |m| {
+            db.v33 = b.start.term.is_some();
+            self.shared.positions.update(&db.map_key, |m| {
                 m.learn(start, relay_start);
             });
             info!(
@@ -657,8 +657,8 @@ impl<J: JournalSource> SlaveConn<J> {
             db.slave_at = Some(end);
             self.shared
                 .positions
-                .update_in_place(&key, |m| m.learn(end, relay_end));
-            self.shared.positions.flush(&key, false);
+                .update_in_place(&db.map_key, |m| m.learn(end, relay_end));
+            self.shared.positions.flush(&db.map_key, false);
             while let Some(&(end, id)) = db.in_flight_ids.front() {
                 if end > acked {
                     break;
@@ -667,7 +667,7 @@ impl<J: JournalSource> SlaveConn<J> {
                 db.in_flight_ids.pop_front();
             }
         }
-        self.update_status(&table);
+        self.update_status(table);
         Ok(())
     }
 
@@ -801,32 +801,38 @@ impl<J: JournalSource> SlaveConn<J> {
         self.send(&r).await
     }
 
-    /// Sends what the journal has for streaming DBs, within their windows. Returns whether more
-    /// could be sent right away.
+    /// Sends what the journal has for streaming DBs, within their windows: frames of up to
+    /// `frame_items` items, gathered and written together (one write for up to
+    /// [`WRITE_BATCH`] bytes of frames). Returns whether more could be sent right away.
     async fn pump(&mut self) -> Result<bool, String> {
         self.release_held().await?;
         self.check_epoch().await?;
-        let cfg = self.shared.config.clone();
+        let SlaveConn {
+            shared,
+            w,
+            key,
+            dbs,
+            frame,
+            ..
+        } = self;
+        let (frame_items, frame_bytes) = (shared.config.frame_items, shared.config.frame_bytes);
         let mut more = false;
-        let tables: Vec<String> = self.dbs.keys().cloned().collect();
-        for table in tables {
+        for (table, db) in dbs.iter_mut() {
+            if db.state != SlaveState::BinlogSync {
+                continue;
+            }
+            let Some(cursor) = db.cursor.as_mut() else {
+                continue;
+            };
+            let mut sent = 0;
             for _ in 0..FRAMES_PER_PUMP {
-                let Some(db) = self.dbs.get_mut(&table) else {
-                    break;
-                };
-                if db.state != SlaveState::BinlogSync {
-                    break;
-                }
-                let Some(cursor) = db.cursor.as_mut() else {
-                    break;
-                };
                 let mut n = 0usize;
                 let mut sizes = Vec::new();
                 let (mut first_end, mut last_end) = (BinlogPos::default(), BinlogPos::default());
                 let mut bytes = 0usize;
                 let mut exhausted = false;
-                self.frame.begin();
-                while n < cfg.frame_items && db.window.room() > 0 && bytes < cfg.frame_bytes {
+                frame.begin();
+                while n < frame_items && db.window.room() > 0 && bytes < frame_bytes {
                     match cursor
                         .try_next()
                         .await
@@ -834,7 +840,14 @@ impl<J: JournalSource> SlaveConn<J> {
                     {
                         // An item of a newer epoch (its padding item) is never sent to a
                         // session of an older one: the session is ended first (check_epoch).
-                        Some(_) if self.shared.journal.synced().epoch != db.epoch => {
+                        // The epoch is the one the item was checked against as synced (the
+                        // cursor's), or the journal's now.
+                        Some(_)
+                            if cursor
+                                .checked_epoch()
+                                .unwrap_or_else(|| shared.journal.synced().epoch)
+                                != db.epoch =>
+                        {
                             exhausted = true;
                             break;
                         }
@@ -844,6 +857,8 @@ impl<J: JournalSource> SlaveConn<J> {
                                 .then(|| positions::relogged_len_range(&it.bytes));
                             if n == 0 {
                                 first_end = it.end;
+                                // One allocation per frame (none for a pump with nothing).
+                                sizes.reserve_exact(frame_items.min(db.window.room()));
                             }
                             last_end = it.end;
                             sizes.push((it.bytes.len() as u64, relog));
@@ -851,8 +866,7 @@ impl<J: JournalSource> SlaveConn<J> {
                             db.in_flight_ids.push_back((it.end, it.logic_id));
                             db.acked_next_id.get_or_insert(it.logic_id);
                             let ti = db.v33.then_some((1, it.logic_id));
-                            self.frame
-                                .item(&table, it.end, ti, &it.bytes, db.session_id);
+                            frame.item(table, it.end, ti, &it.bytes, db.session_id);
                             n += 1;
                         }
                         None => {
@@ -862,28 +876,72 @@ impl<J: JournalSource> SlaveConn<J> {
                     }
                 }
                 if n == 0 {
+                    frame.cancel();
                     break;
                 }
+                frame.finish();
+                sent += 1;
                 db.frames.push_back(Frame {
                     first_end,
                     last_end,
                     items: sizes,
                 });
-                db.last_send = Instant::now();
-                let room = db.window.room();
-                self.w
-                    .send_raw(self.frame.finish())
-                    .await
-                    .map_err(|e| format!("write failed: {e}"))?;
-                self.update_status(&table);
-                if exhausted || room == 0 {
+                if frame.pending().len() >= WRITE_BATCH {
+                    write_frames(w, frame).await?;
+                }
+                if exhausted || db.window.room() == 0 {
                     break;
                 }
                 more = true;
             }
+            if sent > 0 {
+                db.last_send = Instant::now();
+                status(shared, key, table, db);
+            }
         }
+        write_frames(w, frame).await?;
         Ok(more)
     }
+}
+
+/// Bytes of finished BinlogSync frames gathered before they are written.
+const WRITE_BATCH: usize = 256 << 10;
+
+/// Writes the gathered frames, if any, in one call.
+async fn write_frames(w: &mut Writer, frame: &mut BinlogFrame) -> Result<(), String> {
+    if frame.pending().is_empty() {
+        return Ok(());
+    }
+    let r = w.send_raw(frame.pending()).await;
+    frame.clear();
+    r.map_err(|e| format!("write failed: {e}"))
+}
+
+/// Publishes one DB's state (db0 only) in the registry.
+fn status<J: JournalSource>(
+    shared: &Shared<J>,
+    key: &Option<String>,
+    table: &str,
+    db: &Db<J::Cursor>,
+) {
+    let Some(key) = key else {
+        return;
+    };
+    if table != "db0" {
+        return;
+    }
+    let next_id = db.acked_next_id;
+    shared.registry.update(key, |s| {
+        s.state = db.state;
+        s.session_id = db.session_id;
+        s.acked = db.window.acked();
+        s.sent = db.window.sent();
+        s.v33 = db.v33;
+        s.last_recv = db.last_recv;
+        if let Some(id) = next_id {
+            s.acked_next_logic_id = id;
+        }
+    });
 }
 
 /// The slave (once it announced itself) or the peer, for log lines.
