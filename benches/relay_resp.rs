@@ -80,6 +80,20 @@ fn dbsize(c: &mut redis::Client) -> i64 {
     }
 }
 
+/// CPU seconds (user + system) the redis-server has used (`INFO cpu`).
+fn redis_cpu(c: &mut redis::Client) -> f64 {
+    let Reply::Bulk(Some(b)) = c.cmd(&["INFO", "cpu"]) else {
+        return 0.0;
+    };
+    String::from_utf8_lossy(&b)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k == "used_cpu_sys" || k == "used_cpu_user").then(|| v.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 fn visible(c: &mut redis::Client, key: &str) -> bool {
     matches!(c.cmd(&["EXISTS", key]), Reply::Integer(1))
 }
@@ -262,15 +276,35 @@ fn main() {
         // Live: N more writes while the target streams (the relay of the last round goes on).
         let t0 = Instant::now();
         let cpu0 = cpu_secs(child.id());
+        let rcpu0 = redis_cpu(&mut c);
         for cmd in load(mixed, "l", n) {
             m.write(&cmd).unwrap();
         }
         let t_last = Instant::now();
+        // Where the backlog is when the writes end: between the master and the relay's journal,
+        // or between the journal and the target.
+        let at_end = info(port);
+        let producer = m.producer();
+        let field = |k: &str| {
+            at_end
+                .split(['\r', '\n', ','])
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap_or("?")
+                .to_string()
+        };
+        let where_at_end = format!(
+            "when the writes ended: master binlog at {} {}, relay journal holds upstream up to {}, target lag {} entries",
+            producer.filenum,
+            producer.offset,
+            field("upstream_binlog_offset="),
+            field("lag_entries=")
+        );
         let last = format!("l:{}", n - 1);
         assert!(wait_until(Duration::from_secs(600), || visible(&mut c, &last)).await);
         let live_secs = t0.elapsed().as_secs_f64();
         let visible_ms = t_last.elapsed().as_secs_f64() * 1000.0;
         let live_cpu = cpu_secs(child.id()) - cpu0;
+        let live_redis_cpu = redis_cpu(&mut c) - rcpu0;
         let _ = child.kill();
         let _ = child.wait();
 
@@ -292,9 +326,10 @@ fn main() {
             list(&per_entry, |x| format!("{x:.2}")),
         );
         println!(
-            "  relay live (master double in this process → relay → target) {:.0} entries/s; last write visible after {visible_ms:.1} ms; relay CPU {live_cpu:.2} s",
+            "  relay live (master double in this process → relay → target) {:.0} entries/s; last write visible after {visible_ms:.1} ms; relay CPU {live_cpu:.2} s, redis-server CPU {live_redis_cpu:.2} s in {live_secs:.2} s",
             n as f64 / live_secs
         );
+        println!("    {where_at_end}");
         let ratio = median(&ratios);
         println!(
             "  goal 0.8x (median per-round relay / pipelined replay ≥ 0.8): {} ({ratio:.2}×)",
