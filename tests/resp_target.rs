@@ -662,3 +662,69 @@ async fn runs_of_sets_go_as_msets_in_order_and_exact() {
         m.shutdown();
     }
 }
+
+/// The same hole as above under policy `skip`: the sink neither stops nor loops. It full-syncs
+/// once, then runs with one batch on the wire, so the batch the target keeps refusing (its ACL
+/// still forbids `APPEND`) is skipped in order while everything else is applied; the full syncs
+/// stop there (before the fix each one rebuilt the same hole, forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_before_an_applied_one_under_skip_full_syncs_once_then_skips_in_order() {
+    init_log();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = master(Flavor::V30, tmp.path()).await;
+    write_round(&m, "w1");
+    let r = RedisServer::start(&tmp.path().join("r"), false);
+    let port = net::free_base(&[1000, 2000, 3000]);
+    let t = TargetSection {
+        url: r.url(),
+        name: "holeskip".into(),
+        threads: 1,
+        batch_cmds: 1,
+        in_flight: 8,
+        on_error: OnError::Skip,
+        ..Default::default()
+    };
+    let relay = start_relay(&m, port, &tmp.path().join("relay"), vec![t]).await;
+    converged(&m, r.port, "before").await;
+    let mut c = r.client();
+    c.cmd(&["ACL", "SETUSER", "default", "-append"]);
+    c.cmd(&["CLIENT", "PAUSE", "2000"]);
+    m.write(&[&b"append"[..], b"h:a", b"x"]).unwrap();
+    for c in workload::small_sets("h", 30) {
+        m.write(&c).unwrap();
+    }
+    let st = wait_target(
+        &relay,
+        "holeskip",
+        "full-synced after the hole, then skipping",
+        |t| t.full_syncs >= 2 && t.skipped >= 1 && t.state == TargetState::Streaming,
+    )
+    .await;
+    assert!(st.reconnects >= 1, "{st:?}");
+    // More writes after the skip (every_type's rounds hold an `append`, still refused: sets).
+    for c in workload::small_sets("after", 30) {
+        m.write(&c).unwrap();
+    }
+    let want = m.keyspace().live(unix_now());
+    let deadline = Instant::now() + T;
+    loop {
+        let p = r.port;
+        let got = tokio::task::spawn_blocking(move || target_data(p))
+            .await
+            .unwrap();
+        let d = differences(&want, &got);
+        if d == vec!["missing h:a".to_string()] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only h:a may differ: {d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let full = target(&relay, "holeskip").full_syncs;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = target(&relay, "holeskip");
+    assert_eq!(st.full_syncs, full, "no more full syncs: {st:?}");
+    assert_eq!(st.state, TargetState::Streaming, "{st:?}");
+    c.cmd(&["ACL", "SETUSER", "default", "+append"]);
+    relay.shutdown().await.unwrap();
+    m.shutdown();
+}

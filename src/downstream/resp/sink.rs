@@ -82,6 +82,8 @@ pub async fn run<J: JournalSource>(
     }
     let mut backoff = Duration::from_millis(200);
     let mut force_full = false;
+    // Batches in flight per connection; lowered to 1 for good after a hole under policy skip.
+    let mut in_flight = cfg.in_flight;
     loop {
         let started = Instant::now();
         let mut s = Session {
@@ -92,13 +94,23 @@ pub async fn run<J: JournalSource>(
             pin: &pin,
             last_save: Instant::now() - Duration::from_secs(10),
             force_full: &mut force_full,
+            in_flight,
         };
         let end = match s.run().await {
             End::Hole(why) => {
                 force_full = true;
                 match cfg.on_error {
                     OnError::Stop => End::Stopped(why),
-                    OnError::Skip => End::Lost(why),
+                    OnError::Skip => {
+                        // A batch the target keeps refusing would make the same hole after
+                        // every full sync: with one batch on the wire a refused one is retried
+                        // without its refused commands, in order, as `skip` means.
+                        if in_flight > 1 {
+                            warn!("resp target {name}: in_flight lowered from {in_flight} to 1 until the relay restarts, so that a refused batch can be skipped in order instead of forcing full syncs");
+                            in_flight = 1;
+                        }
+                        End::Lost(why)
+                    }
                 }
             }
             e => e,
@@ -272,6 +284,8 @@ struct Session<'a, J: JournalSource> {
     last_save: Instant,
     /// Full-sync whatever the markers say (a refused batch lies before an applied one).
     force_full: &'a mut bool,
+    /// Batches on the wire per connection this session.
+    in_flight: usize,
 }
 
 /// Where streaming starts.
@@ -382,7 +396,7 @@ impl<J: JournalSource> Session<'_, J> {
             skip_through: None,
             batch_cmds: self.cfg.batch_cmds,
             batch_bytes: self.cfg.batch_bytes,
-            in_flight: self.cfg.in_flight,
+            in_flight: self.in_flight,
             coalesce_sets: self.cfg.coalesce_sets,
         };
         let resume = if *self.force_full {
