@@ -49,6 +49,24 @@ fn write_round(m: &OldMaster, tag: &str) {
     }
 }
 
+/// Waits until the only differences between the master's data and the target's are the ones
+/// `allowed` accepts (it is given every difference at once).
+async fn converged_but(m: &OldMaster, port: u16, what: &str, allowed: impl Fn(&[String]) -> bool) {
+    let want = m.keyspace().live(unix_now());
+    let deadline = Instant::now() + T;
+    loop {
+        let got = tokio::task::spawn_blocking(move || target_data(port))
+            .await
+            .unwrap();
+        let d = differences(&want, &got);
+        if allowed(&d) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until the target holds exactly the master's data.
 async fn converged(m: &OldMaster, port: u16, what: &str) {
     let deadline = Instant::now() + T;
@@ -462,20 +480,10 @@ async fn a_target_without_multi_and_the_skip_policy() {
     let st = wait_target(&relay, "plain", "skip counted", |t| t.skipped >= 1).await;
     assert_eq!(st.state, TargetState::Streaming, "{st:?}");
     write_round(&m, "w4");
-    let want = m.keyspace().live(unix_now());
-    let deadline = Instant::now() + T;
-    loop {
-        let p = r.port;
-        let got = tokio::task::spawn_blocking(move || target_data(p))
-            .await
-            .unwrap();
-        let d = differences(&want, &got);
-        if d.len() == 1 && d[0].starts_with("value of w3:h") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only w3:h may differ: {d:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    converged_but(&m, r.port, "only w3:h may differ", |d| {
+        d.len() == 1 && d[0].starts_with("value of w3:h")
+    })
+    .await;
     relay.shutdown().await.unwrap();
     m.shutdown();
 }
@@ -484,24 +492,29 @@ async fn a_target_without_multi_and_the_skip_policy() {
 /// batches of the same connection were already on the wire and are applied: the marker no
 /// longer tells what is applied, so the sink drops it and stops; after the fix, a relay restart
 /// full-syncs the target and it converges exactly.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_batch_before_an_applied_one_forces_a_full_sync() {
-    init_log();
-    let tmp = tempfile::tempdir().unwrap();
-    let m = master(Flavor::V30, tmp.path()).await;
+/// A relay whose target `name` (one connection, one command per batch, 8 in flight, policy
+/// `on_error`) has just been sent a batch its ACL refuses as a whole (`APPEND`) with 30 `SET`
+/// batches on the wire behind it, which it applies: the target was paused while the relay
+/// queued them.
+async fn refused_batch_before_applied_ones(
+    tmp: &Path,
+    name: &str,
+    on_error: OnError,
+) -> (OldMaster, RedisServer, u16, TargetSection, RelayHandle) {
+    let m = master(Flavor::V30, tmp).await;
     write_round(&m, "w1");
-    let r = RedisServer::start(&tmp.path().join("r"), false);
+    let r = RedisServer::start(&tmp.join("r"), false);
     let port = net::free_base(&[1000, 2000, 3000]);
     let t = TargetSection {
         url: r.url(),
-        name: "hole".into(),
+        name: name.into(),
         threads: 1,
         batch_cmds: 1,
         in_flight: 8,
+        on_error,
         ..Default::default()
     };
-    let data = tmp.path().join("relay");
-    let relay = start_relay(&m, port, &data, vec![t.clone()]).await;
+    let relay = start_relay(&m, port, &tmp.join("relay"), vec![t.clone()]).await;
     converged(&m, r.port, "before").await;
     let mut c = r.client();
     assert_eq!(
@@ -515,6 +528,16 @@ async fn a_refused_batch_before_an_applied_one_forces_a_full_sync() {
     for c in workload::small_sets("h", 30) {
         m.write(&c).unwrap();
     }
+    (m, r, port, t, relay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_before_an_applied_one_forces_a_full_sync() {
+    init_log();
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, r, port, t, relay) =
+        refused_batch_before_applied_ones(tmp.path(), "hole", OnError::Stop).await;
+    let data = tmp.path().join("relay");
     let st = wait_target(&relay, "hole", "stopped", |t| {
         t.state == TargetState::Stopped
     })
@@ -671,28 +694,8 @@ async fn runs_of_sets_go_as_msets_in_order_and_exact() {
 async fn a_refused_batch_before_an_applied_one_under_skip_full_syncs_once_then_skips_in_order() {
     init_log();
     let tmp = tempfile::tempdir().unwrap();
-    let m = master(Flavor::V30, tmp.path()).await;
-    write_round(&m, "w1");
-    let r = RedisServer::start(&tmp.path().join("r"), false);
-    let port = net::free_base(&[1000, 2000, 3000]);
-    let t = TargetSection {
-        url: r.url(),
-        name: "holeskip".into(),
-        threads: 1,
-        batch_cmds: 1,
-        in_flight: 8,
-        on_error: OnError::Skip,
-        ..Default::default()
-    };
-    let relay = start_relay(&m, port, &tmp.path().join("relay"), vec![t]).await;
-    converged(&m, r.port, "before").await;
-    let mut c = r.client();
-    c.cmd(&["ACL", "SETUSER", "default", "-append"]);
-    c.cmd(&["CLIENT", "PAUSE", "2000"]);
-    m.write(&[&b"append"[..], b"h:a", b"x"]).unwrap();
-    for c in workload::small_sets("h", 30) {
-        m.write(&c).unwrap();
-    }
+    let (m, r, _, _, relay) =
+        refused_batch_before_applied_ones(tmp.path(), "holeskip", OnError::Skip).await;
     let st = wait_target(
         &relay,
         "holeskip",
@@ -705,26 +708,13 @@ async fn a_refused_batch_before_an_applied_one_under_skip_full_syncs_once_then_s
     for c in workload::small_sets("after", 30) {
         m.write(&c).unwrap();
     }
-    let want = m.keyspace().live(unix_now());
-    let deadline = Instant::now() + T;
-    loop {
-        let p = r.port;
-        let got = tokio::task::spawn_blocking(move || target_data(p))
-            .await
-            .unwrap();
-        let d = differences(&want, &got);
-        if d == vec!["missing h:a".to_string()] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only h:a may differ: {d:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    converged_but(&m, r.port, "only h:a may differ", |d| d == ["missing h:a"]).await;
     let full = target(&relay, "holeskip").full_syncs;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let st = target(&relay, "holeskip");
     assert_eq!(st.full_syncs, full, "no more full syncs: {st:?}");
     assert_eq!(st.state, TargetState::Streaming, "{st:?}");
-    c.cmd(&["ACL", "SETUSER", "default", "+append"]);
+    r.client().cmd(&["ACL", "SETUSER", "default", "+append"]);
     relay.shutdown().await.unwrap();
     m.shutdown();
 }

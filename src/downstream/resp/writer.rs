@@ -483,54 +483,44 @@ impl Writer {
                 .unwrap_or_default();
             // A batch of nothing but one run of sets, on a target with transactions: the markers
             // become the last pairs of its MSET (atomic on its own), with no MULTI/EXEC around.
-            if ats.is_empty() && !run.is_empty() && self.ctx.transactions && !markers.is_empty() {
+            let atomic =
+                ats.is_empty() && !run.is_empty() && self.ctx.transactions && !markers.is_empty();
+            let (tx, wire, data, ats, sizes) = if atomic {
                 let mut wire = BytesMut::with_capacity(run.bytes() + 64 + 96 * markers.len());
                 let first = run.first();
                 let extra: Vec<(&[u8], &[u8])> =
                     markers.iter().map(|m| (&m[1][..], &m[2][..])).collect();
                 let n = run.flush(&mut wire, &extra);
                 let wire = wire.freeze();
-                return Some(Flight {
-                    tx: false,
-                    wire: wire.clone(),
-                    data: wire,
-                    ats: vec![first],
-                    sizes: vec![n as u32],
-                    atomic: true,
-                    markers,
-                    items,
-                    fences,
-                    solo,
-                    got: 0,
-                    errs: Vec::new(),
-                    multi_err: None,
-                });
-            }
-            flush_run(run, &mut data, &mut ats, &mut sizes);
-            if ats.is_empty() && markers.is_empty() {
-                // Nothing to send: complete with the last batch in flight, or now.
-                match self.flights.back_mut() {
-                    Some(f) => {
-                        f.items += items;
-                        f.fences.append(&mut fences);
-                    }
-                    None => self.complete(items, fences),
-                }
-                continue;
-            }
-            let tx = self.ctx.transactions && !markers.is_empty();
-            let data_end = data.len();
-            for m in &markers {
-                put_cmd(&mut data, &[&m[0], &m[1], &m[2]]);
-            }
-            if tx {
-                put_cmd(&mut data, &[b"EXEC"]);
-            }
-            let all = data.freeze();
-            let (wire, data) = if tx {
-                (all.clone(), all.slice(head..data_end))
+                (false, wire.clone(), wire, vec![first], vec![n as u32])
             } else {
-                (all.slice(head..), all.slice(head..data_end))
+                flush_run(run, &mut data, &mut ats, &mut sizes);
+                if ats.is_empty() && markers.is_empty() {
+                    // Nothing to send: complete with the last batch in flight, or now.
+                    match self.flights.back_mut() {
+                        Some(f) => {
+                            f.items += items;
+                            f.fences.append(&mut fences);
+                        }
+                        None => self.complete(items, fences),
+                    }
+                    continue;
+                }
+                let tx = self.ctx.transactions && !markers.is_empty();
+                let data_end = data.len();
+                for m in &markers {
+                    put_cmd(&mut data, &[&m[0], &m[1], &m[2]]);
+                }
+                if tx {
+                    put_cmd(&mut data, &[b"EXEC"]);
+                }
+                let all = data.freeze();
+                let (wire, data) = if tx {
+                    (all.clone(), all.slice(head..data_end))
+                } else {
+                    (all.slice(head..), all.slice(head..data_end))
+                };
+                (tx, wire, data, ats, sizes)
             };
             return Some(Flight {
                 tx,
@@ -538,7 +528,7 @@ impl Writer {
                 data,
                 ats,
                 sizes,
-                atomic: false,
+                atomic,
                 markers,
                 items,
                 fences,
