@@ -167,7 +167,6 @@ pub(crate) fn open(cfg: &JournalConfig) -> Result<Opened, JournalError> {
     })
 }
 
-/// Checks that the file's records run exactly to `m.end.offset` and agree with meta's logic id.
 /// Bytes of data past `from` (up to the last non-zero byte before `len`): what a crash cut off,
 /// not counting the zeros the writer pre-allocated.
 fn written_past(file: &File, from: u64, len: u64) -> std::io::Result<u64> {
@@ -186,6 +185,7 @@ fn written_past(file: &File, from: u64, len: u64) -> std::io::Result<u64> {
     Ok(last - from)
 }
 
+/// Checks that the file's records run exactly to `m.end.offset` and agree with meta's logic id.
 fn verify_prefix(file: &File, name: &str, m: &Meta) -> Result<(), JournalError> {
     let end = m.end.offset;
     let dup = file
