@@ -281,12 +281,6 @@ impl Journal {
         Cursor::open(self.shared.clone(), pos)
     }
 
-    /// The item starting at `pos` if it is still in the in-memory [`tail`] (it may be past the
-    /// synced end: check before sending it). `hint` speeds up sequential reads (start with 0).
-    pub fn tail_get(&self, pos: BinlogPos, hint: &mut u64) -> Option<tail::TailItem> {
-        self.shared.tail.lock().unwrap().get(pos, hint)
-    }
-
     /// Several items from `pos` on, none ending past `limit`, under one lock of the in-memory
     /// [`tail`] (see [`Tail::get_many`](tail::Tail::get_many)): appended to `out`; `None` if
     /// the tail has no item at `pos`.

@@ -61,21 +61,13 @@ impl Tail {
         }
     }
 
-    /// The item starting at `pos`, or the first item of the next file when `pos` is the end of
+    /// Several items from `pos` on under one look-up: `pos` is an item's start, or the end of
     /// its file's last item (a rotation: that item ends at `N:<size>`, the next starts at
-    /// `N+1:0`); using and updating the caller's sequence hint (the sequence number of the item
-    /// after the one it took last).
-    pub fn get(&self, pos: BinlogPos, hint: &mut u64) -> Option<TailItem> {
-        let idx = self.find(pos, *hint)?;
-        *hint = self.front_seq + idx as u64 + 1;
-        self.items.get(idx).cloned()
-    }
-
-    /// Several items from `pos` on under one look-up (see [`get`](Self::get) for `pos` and
-    /// `hint`): appends to `out` the item at `pos` and those following it, stopping before the
-    /// first that ends past `limit` (the synced end: nothing past it is ever returned), after
-    /// `max_items` items, or once `max_bytes` bytes were taken (at least one item is taken if
-    /// it is within `limit`). Returns how many were appended, or `None` if the ring cannot
+    /// `N+1:0`, where reading goes on); `hint` is the caller's sequence hint (the sequence number
+    /// of the item after the one it took last), used and updated. Appends to `out` the item at
+    /// `pos` and those following it, stopping before the first that ends past `limit` (the
+    /// synced end: nothing past it is ever returned), after `max_items` items, or once
+    /// `max_bytes` bytes were taken (at least one item is taken if it is within `limit`). Returns how many were appended, or `None` if the ring cannot
     /// continue from `pos` (no item at `pos`: it was dropped, is not written yet, or `pos` is
     /// not an item boundary); `Some(0)` means the item at `pos` is in the ring but not synced.
     pub fn get_many(
@@ -148,6 +140,20 @@ mod tests {
         }
     }
 
+    /// One item at `pos` (no synced limit), as a reader takes it.
+    fn get(t: &Tail, pos: BinlogPos, hint: &mut u64) -> Option<TailItem> {
+        let mut q = VecDeque::new();
+        t.get_many(
+            pos,
+            hint,
+            BinlogPos::new(u32::MAX, u64::MAX),
+            1,
+            usize::MAX,
+            &mut q,
+        )?;
+        q.pop_front()
+    }
+
     #[test]
     fn bounded_lookup_by_position_with_and_without_hint() {
         let mut t = Tail::new(BinlogPos::new(0, 0), 250);
@@ -159,17 +165,17 @@ mod tests {
         assert!(t.covers(BinlogPos::new(0, 300)));
         assert!(t.covers(BinlogPos::new(0, 500)), "the end");
         let mut hint = 0;
-        assert_eq!(t.get(BinlogPos::new(0, 200), &mut hint), None);
-        let a = t.get(BinlogPos::new(0, 300), &mut hint).unwrap();
+        assert_eq!(get(&t, BinlogPos::new(0, 200), &mut hint), None);
+        let a = get(&t, BinlogPos::new(0, 300), &mut hint).unwrap();
         assert_eq!(a.end, BinlogPos::new(0, 400));
         assert_eq!(hint, 4);
-        let b = t.get(a.end, &mut hint).unwrap();
+        let b = get(&t, a.end, &mut hint).unwrap();
         assert_eq!(b.start, BinlogPos::new(0, 400));
-        assert_eq!(t.get(b.end, &mut hint), None, "nothing past the end");
+        assert_eq!(get(&t, b.end, &mut hint), None, "nothing past the end");
         let mut stale = 1;
-        assert_eq!(t.get(BinlogPos::new(0, 400), &mut stale), Some(b));
+        assert_eq!(get(&t, BinlogPos::new(0, 400), &mut stale), Some(b));
         assert_eq!(
-            t.get(BinlogPos::new(0, 350), &mut stale),
+            get(&t, BinlogPos::new(0, 350), &mut stale),
             None,
             "not a start"
         );
@@ -189,11 +195,11 @@ mod tests {
         let end_of_file = BinlogPos::new(0, 300);
         assert!(t.covers(end_of_file));
         for mut hint in [0, 3, 99] {
-            assert_eq!(t.get(end_of_file, &mut hint), Some(first_of_next.clone()));
+            assert_eq!(get(&t, end_of_file, &mut hint), Some(first_of_next.clone()));
             assert_eq!(hint, 4);
         }
         assert_eq!(
-            t.get(BinlogPos::new(0, 250), &mut 0),
+            get(&t, BinlogPos::new(0, 250), &mut 0),
             None,
             "inside an item of file 0 is not the end of the file"
         );
