@@ -596,7 +596,8 @@ fn relay_info(admin: SocketAddr, section: &str) -> Option<String> {
 /// The journal's commit histogram and totals from the relay's `INFO log`.
 #[derive(Clone, Default)]
 struct Commits {
-    hist: Vec<u64>,
+    /// Only the histogram of the view is read from INFO (the rest is below, as INFO prints it).
+    hist: pika_relay::journal::sync_stats::SyncStatsView,
     commits: f64,
     avg_data_ms: f64,
     avg_meta_ms: f64,
@@ -615,7 +616,7 @@ fn relay_commits(admin: SocketAddr) -> Commits {
     let mut c = Commits::default();
     for l in t.lines() {
         if let Some(h) = l.strip_prefix("journal_sync_hist_us:") {
-            c.hist = h.split(',').filter_map(|v| v.trim().parse().ok()).collect();
+            c.hist.hist = h.split(',').filter_map(|v| v.trim().parse().ok()).collect();
         }
         if let Some(rest) = l.strip_prefix("journal_syncs:") {
             c.commits = field(rest, "commits=");
@@ -631,12 +632,7 @@ fn relay_commits(admin: SocketAddr) -> Commits {
 /// (ms), and the relay's longest commit so far.
 fn commits_between(a: &Commits, b: &Commits) -> String {
     use pika_relay::journal::sync_stats::SyncStatsView;
-    let d: Vec<u64> = b
-        .hist
-        .iter()
-        .enumerate()
-        .map(|(i, n)| n.saturating_sub(a.hist.get(i).copied().unwrap_or(0)))
-        .collect();
+    let d = b.hist.hist_since(&a.hist);
     let n = b.commits - a.commits;
     let avg = |x: f64, y: f64| {
         if n > 0.0 {

@@ -209,15 +209,7 @@ impl JournalWriter {
     fn close_file(&mut self) -> Result<(), JournalError> {
         if self.file_len > self.offset {
             self.trim()?;
-            self.file.sync_all().map_err(|e| {
-                JournalError::io(
-                    format!(
-                        "sync {}",
-                        data_path(&self.shared.cfg.dir, self.filenum).display()
-                    ),
-                    e,
-                )
-            })?;
+            self.file.sync_all().map_err(self.live_err("sync"))?;
         }
         Ok(())
     }
@@ -377,15 +369,16 @@ impl JournalWriter {
             .and_then(|_| self.file.write_all_at(&self.buf, start));
         self.buf.clear();
         self.file_len = self.file_len.max(end);
-        r.map_err(|e| {
-            JournalError::io(
-                format!(
-                    "write {}",
-                    data_path(&self.shared.cfg.dir, self.filenum).display()
-                ),
-                e,
-            )
-        })
+        r.map_err(self.live_err("write"))
+    }
+
+    /// Maps an I/O error of `what` (write, truncate, sync) on the live data file, naming it.
+    /// The name is formatted only when an error happens.
+    fn live_err<'a>(&'a self, what: &'a str) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
+        move |e| {
+            let path = data_path(&self.shared.cfg.dir, self.filenum);
+            JournalError::io(format!("{what} {}", path.display()), e)
+        }
     }
 
     /// Zero-fills the live file ahead of the data up to the next multiple of
@@ -393,8 +386,8 @@ impl JournalWriter {
     /// is), as Pika 3.1/3.2 pre-allocate their binlog files. Appends then overwrite blocks that
     /// exist and change no file size, so the `fdatasync` of a commit writes data and flushes the
     /// disk without a filesystem journal commit; only the commit after each extension pays for
-    /// one. On ext4 such a journal commit also writes out other processes' dirty data, which is
-    /// what made commits stall for hundreds of milliseconds beside a busy neighbour.
+    /// one. Measured: a cheaper typical commit; long stalls beside a neighbour saturating the
+    /// disk remain (see `docs/DESIGN-NOTES.md`).
     fn preallocate(&mut self, end: u64) -> std::io::Result<()> {
         let chunk = self.shared.cfg.preallocate;
         if chunk == 0 || end <= self.file_len {
@@ -419,15 +412,9 @@ impl JournalWriter {
     /// files end at their last record.
     fn trim(&mut self) -> Result<(), JournalError> {
         if self.file_len > self.offset {
-            self.file.set_len(self.offset).map_err(|e| {
-                JournalError::io(
-                    format!(
-                        "truncate {}",
-                        data_path(&self.shared.cfg.dir, self.filenum).display()
-                    ),
-                    e,
-                )
-            })?;
+            self.file
+                .set_len(self.offset)
+                .map_err(self.live_err("truncate"))?;
             self.file_len = self.offset;
         }
         Ok(())

@@ -11,7 +11,7 @@
 //! the pairs of an `MSET` are that array without its first 13 bytes, so a run is built by
 //! copying, with nothing parsed.
 
-use super::wire::put_head;
+use super::wire::{put_bulk, put_head};
 use crate::formats::BinlogPos;
 use bytes::BytesMut;
 
@@ -77,11 +77,8 @@ impl SetRun {
         out.extend_from_slice(b"$4\r\nMSET\r\n");
         out.extend_from_slice(&self.pairs);
         for (k, v) in extra {
-            for p in [k, v] {
-                put_head(out, b'$', p.len());
-                out.extend_from_slice(p);
-                out.extend_from_slice(b"\r\n");
-            }
+            put_bulk(out, k);
+            put_bulk(out, v);
         }
         self.pairs.clear();
         self.n = 0;

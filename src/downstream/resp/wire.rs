@@ -74,10 +74,15 @@ pub fn put_cmd(out: &mut BytesMut, parts: &[&[u8]]) {
     out.reserve(16 + parts.iter().map(|p| p.len() + 16).sum::<usize>());
     put_head(out, b'*', parts.len());
     for p in parts {
-        put_head(out, b'$', p.len());
-        out.put_slice(p);
-        out.put_slice(b"\r\n");
+        put_bulk(out, p);
     }
+}
+
+/// Appends one bulk string (`$<len>`, the bytes, CRLF).
+pub(crate) fn put_bulk(out: &mut BytesMut, p: &[u8]) {
+    put_head(out, b'$', p.len());
+    out.put_slice(p);
+    out.put_slice(b"\r\n");
 }
 
 /// Writes a RESP header (`*<n>` or `$<n>`) and its CRLF.
