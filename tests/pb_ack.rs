@@ -3,8 +3,11 @@
 //! (other requests, unknown or repeated fields, long table names, every truncation and many
 //! single-byte corruptions of an ack) goes to prost, so errors stay exactly prost's.
 
+#[path = "support/vectors.rs"]
+mod vectors;
+
 use pika_relay::formats::pb::{
-    decode_request, inner_request, BinlogOffset, InnerRequest, Node, Partition, Type,
+    decode_request, inner_request, split_frame, BinlogOffset, InnerRequest, Node, Partition, Type,
 };
 use pika_relay::formats::pb_ack::{decode, decode_binlog_ack, BinlogAck, Request};
 use prost::Message;
@@ -188,5 +191,33 @@ fn malformed_acks_give_prosts_errors() {
     ] {
         assert!(decode(bad).is_err());
         same_as_prost(bad);
+    }
+}
+
+/// Every request the real 3.1.1, 3.2.9 and 3.3.6 slaves sent in the recordings decodes through
+/// the fast path or prost exactly as prost alone decodes it, and the real slaves' BinlogSync acks
+/// do take the fast path.
+#[test]
+fn recorded_slave_requests_decode_as_prost_decodes_them() {
+    for version in ["3.1.1", "3.2.9", "3.3.6"] {
+        let mut acks = 0;
+        for stream in ["03-pb-incremental", "06-pb-force-fullsync-then-w2"] {
+            let buf = vectors::read(&format!("pika-{version}/streams/{stream}.c2s.bin"));
+            let mut pos = 0;
+            while pos < buf.len() {
+                let (body, used) = split_frame(&buf[pos..], 1 << 30).unwrap().unwrap();
+                pos += used;
+                let prost = decode_request(body).unwrap();
+                match decode(body).unwrap() {
+                    Request::Ack(a) => {
+                        acks += 1;
+                        assert_eq!(prost.r#type, Type::KBinlogSync as i32);
+                        assert_eq!(a, BinlogAck::from(prost.binlog_sync.unwrap()), "{version}");
+                    }
+                    Request::Other(r) => assert_eq!(*r, prost, "{version} {stream}"),
+                }
+            }
+        }
+        assert!(acks > 0, "{version}: no recorded ack took the fast path");
     }
 }
